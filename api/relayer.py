@@ -1,0 +1,87 @@
+"""The relayer's HTTP surface: the attestation inbox validators deliver to, transfer lookups,
+and health. Thin: parsing and shaping only; the work is in `relayer.inbox` and `relayer.store`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict
+
+from relayer.inbox import AttestationInbox
+from relayer.store import Store
+
+
+class AttestationDelivery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attestations: list[dict[str, Any]]
+
+
+class DeliveryResult(BaseModel):
+    accepted: int
+    rejected: list[dict[str, Any]]
+
+
+class TransferView(BaseModel):
+    id: int
+    kind: str
+    event_key: str
+    status: str
+    reason: str
+    source_chain: str
+    dest_chain: str
+    asset: str
+    amount: str
+    sender: str
+    recipient: str
+    src_tx_hash: str
+    dest_tx_hash: str | None
+    ledger_seq: int | None
+    history: list[dict[str, Any]]
+
+
+def _view(store: Store, row: Any) -> TransferView:
+    history = [{"from": h.from_status, "to": h.to_status, "reason": h.reason, "at": h.at}
+               for h in store.history(row.id)]
+    return TransferView(
+        id=row.id, kind=row.kind, event_key=row.event_key, status=row.status, reason=row.reason,
+        source_chain=row.source_chain, dest_chain=row.dest_chain, asset=row.asset,
+        amount=row.amount, sender=row.sender, recipient=row.recipient,
+        src_tx_hash=row.src_tx_hash, dest_tx_hash=row.dest_tx_hash, ledger_seq=row.ledger_seq,
+        history=history)
+
+
+def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/attestations", response_model=DeliveryResult)
+    def deliver(body: AttestationDelivery) -> DeliveryResult:
+        if len(body.attestations) > 10_000:
+            raise HTTPException(413, "at most 10000 attestations per delivery")
+        accepted, rejected = inbox.accept(body.attestations)
+        return DeliveryResult(accepted=accepted, rejected=rejected)
+
+    @router.get("/v1/transfers/{event_key:path}", response_model=TransferView)
+    def transfer(event_key: str) -> TransferView:
+        row = store.get(event_key)
+        if row is None:
+            raise HTTPException(404, "no such transfer")
+        return _view(store, row)
+
+    @router.get("/v1/transfers", response_model=list[TransferView])
+    def by_tx(tx: str = Query(..., min_length=66, max_length=66)) -> list[TransferView]:
+        return [_view(store, r) for r in store.by_source_tx(tx.lower())]
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return router
+
+
+def create_relayer_app(store: Store, inbox: AttestationInbox) -> FastAPI:
+    app = FastAPI(title="Ferry relayer", version="1")
+    app.include_router(relayer_router(store, inbox))
+    return app

@@ -1,0 +1,359 @@
+"""The relayer engine: the jobs the scheduler runs. Each job reads state, asks
+`relayer.machine.next_action` what to do, acts, and records the outcome through `Store`.
+
+Owns: watch_chain, confirm_chain, watch_ledger, mint, release. Must not import a concrete
+adapter, web3 or any chain library: chains are `ChainAdapter`s, the ledger is a `LedgerClient`.
+
+Crash safety (SIGKILL at any line, then restart):
+- the chain cursor moves in the same transaction that stores the events it covers;
+- a mint is keyed on the ledger by the lock's event id: re-submitting answers "duplicate";
+- a release is signed, persisted (`submitted`, with its raw bytes) and only then broadcast; after a
+  restart it is re-broadcast as the same bytes, and the bridge pays a burn id at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from adapters.base import (
+    BlockRef,
+    ChainAdapter,
+    Clock,
+    LockEvent,
+    PreparedTx,
+    ReleaseOrder,
+    SystemClock,
+)
+from adapters.errors import BridgeError, NonceTooLow, RetryableChainError
+from relayer.inbox import TtlCache
+from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
+from relayer.metrics import RelayerMetrics
+from relayer.store import Change, NewBurn, Store
+from validators.attestation import ValidatorSet, lock_attestation_message, parse_hex
+
+log = logging.getLogger(__name__)
+S = TransferStatus
+LEDGER = "ferry:ledger"
+# Codes with which the ledger refuses a certificate that fresh signatures could fix.
+RECOLLECT_CODES = frozenset({"quorum_not_met", "invalid_signature"})
+
+
+class Ledger(Protocol):
+    """What the engine needs of `ledger.client.LedgerClient`."""
+
+    def status(self) -> Any: ...
+    def submit_mints(self, requests: list[Any]) -> list[Any]: ...
+    def burns(self, after_seq: int, limit: int) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPlan:
+    """Per-chain engine settings: the adapter, the first block to scan and the scan window."""
+
+    adapter: ChainAdapter
+    start_block: int = 0
+    max_block_range: int = 2000
+    assets: Mapping[str, str] | None = None  # origin token (lowercase) -> ledger asset key
+
+
+class Engine:
+    """The relayer's jobs over one store, the ledger and a set of chains.
+
+    Args:
+        store: relayer store.
+        chains: CAIP-2 id -> ChainPlan.
+        ledger: ledger client.
+        network: Ferry network name (part of every attestation).
+        mint_request: factory `(event, epoch, [(pubkey, sig)]) -> ledger mint request`.
+        batch_size: at most this many transfers per job run and ledger call.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        chains: Mapping[str, ChainPlan],
+        ledger: Ledger,
+        network: str,
+        mint_request: Any,
+        metrics: RelayerMetrics | None = None,
+        clock: Clock | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
+        self.mint_request = mint_request
+        self.metrics = metrics or RelayerMetrics()
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self.ledger_status = TtlCache(self.ledger.status, 1.0, self.clock)
+        self.bridge_sets = {
+            c: TtlCache(p.adapter.validator_set, 2.0, self.clock) for c, p in chains.items()
+        }
+
+    def validator_set(self) -> ValidatorSet:
+        vset: ValidatorSet = self.ledger_status.get().validator_set
+        return vset
+
+    # ------------------------------------------------------------------ lock side
+    def watch_chain(self, chain: str) -> int:
+        """Scan the next window of blocks for lock events; detect reorgs by block-hash
+        continuity of the cursor. Returns the number of new transfers."""
+        plan = self.chains[chain]
+        a = plan.adapter
+        head = a.head()
+        self.metrics.head_height.labels(chain).set(head.number)
+        cursor = self.store.cursor(f"chain:{chain}")
+        if cursor is not None and a.block_hash(cursor.number) != cursor.hash:
+            fork = self._find_fork(chain)
+            dropped = self.store.rewind(chain, fork, f"reorg: fork below height {fork.number + 1}")
+            self.metrics.reorgs.labels(chain).inc()
+            log.warning("reorg chain=%s fork=%d dropped=%d", chain, fork.number, dropped)
+            cursor = fork
+        start = plan.start_block if cursor is None else cursor.number + 1
+        end = min(head.number, start + plan.max_block_range - 1)
+        if end < start:
+            return 0
+        end_hash = a.block_hash(end)
+        events = a.lock_events(start, end)
+        if end_hash is None or a.block_hash(end) != end_hash:
+            return 0  # the chain moved under the scan; try again next run
+        new = self.store.record_lock_events(chain, events, BlockRef(end, end_hash),
+                                            dict(plan.assets or {}))
+        if new:
+            self.metrics.events_observed.labels(chain).inc(new)
+        return new
+
+    def _find_fork(self, chain: str) -> BlockRef:
+        """Newest scanned block still on the canonical chain (else the finalized block)."""
+        a = self.chains[chain].adapter
+        for ref in self.store.scanned_trail(chain):
+            if a.block_hash(ref.number) == ref.hash:
+                return ref
+        return a.finalized()
+
+    def confirm_chain(self, chain: str) -> int:
+        """Move observed locks at or past confirmation depth to `confirmed` if their block is
+        still canonical; a lock whose block was replaced is dropped and its range rescanned."""
+        a = self.chains[chain].adapter
+        fin = a.finalized()
+        self.metrics.finalized_height.labels(chain).set(fin.number)
+        rows = self.store.transfers(S.OBSERVED, kind=TransferKind.LOCK, chain=chain,
+                                    max_block=fin.number, limit=self.batch_size)
+        hashes: dict[int, str | None] = {}
+        changes = []
+        for r in rows:
+            if r.block_number not in hashes:
+                hashes[r.block_number] = a.block_hash(r.block_number)
+            if hashes[r.block_number] != r.block_hash:
+                below = r.block_number - 1
+                fork = BlockRef(below, a.block_hash(below) or "")
+                self.store.rewind(chain, fork, "reorg: block replaced before confirmation")
+                self.metrics.reorgs.labels(chain).inc()
+                break
+            depth = fin.number - r.block_number + a.confirmation_depth
+            changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations"))
+        else:
+            self.store.advance(changes)
+            self.store.prune_trail(chain, below=fin.number - 256)
+            return len(changes)
+        return 0
+
+    def mint(self) -> int:
+        """Collect quorums for confirmed locks and submit attested ones to the ledger.
+
+        Returns the number of transfers executed (minted now or found already minted).
+        """
+        status = self.ledger_status.get()
+        vset: ValidatorSet = status.validator_set
+        confirmed = self.store.transfers(S.CONFIRMED, kind=TransferKind.LOCK,
+                                         limit=self.batch_size)
+        attested = self.store.transfers(S.ATTESTED, kind=TransferKind.LOCK,
+                                        limit=self.batch_size)
+        rows = confirmed + attested
+        if not rows:
+            return 0
+        events = {r.event_key: _event_of(r) for r in rows}
+        messages = {k: lock_attestation_message(self.network, e, vset.epoch)
+                    for k, e in events.items()}
+        atts = self.store.attestations_for("lock", list(events), vset.epoch)
+        members = {"0x" + k.hex() for k in vset.ed25519_keys}
+        certs: dict[str, list[tuple[bytes, bytes]]] = {}
+        for key, msg in messages.items():
+            digest = "0x" + hashlib.sha256(msg).hexdigest()
+            sigs = [(parse_hex(v, 32), parse_hex(s, 64))
+                    for v, s, mh in atts.get(key, []) if mh == digest and v in members]
+            if len(sigs) >= vset.threshold:
+                certs[key] = sorted(sigs)[: vset.threshold]
+        now = self.clock.now()
+        to_attest = []
+        for r in confirmed:
+            if next_action(Legs(TransferKind.LOCK, S.CONFIRMED, r.event_key in certs)) == Action.MINT:
+                to_attest.append(Change(r.id, S.ATTESTED, f"quorum {vset.threshold} of epoch {vset.epoch}"))
+                self.metrics.attestation_latency.observe(max(0.0, now - r.updated_at))
+        self.store.advance(to_attest)
+        ready = [r for r in rows if r.event_key in certs]
+        stale = [Change(r.id, S.CONFIRMED, "quorum no longer valid for the current epoch")
+                 for r in attested if r.event_key not in certs]
+        self.store.advance(stale)
+        if not ready:
+            return 0
+        requests = [self.mint_request(events[r.event_key], vset.epoch, certs[r.event_key])
+                    for r in ready]
+        results = {res.event_id: res for res in self.ledger.submit_mints(requests)}
+        done, back = [], []
+        for r in ready:
+            res = results.get(r.event_key)
+            if res is None:
+                continue
+            if res.status in ("minted", "duplicate"):
+                done.append(Change(r.id, S.EXECUTED, f"{res.status} on the ledger",
+                                   {"ledger_seq": res.seq}))
+                self.metrics.executed.labels(LEDGER).inc()
+            elif res.code in RECOLLECT_CODES:
+                # e.g. the validator set rotated between collection and submission.
+                back.append(Change(r.id, S.CONFIRMED, f"ledger refused certificate: {res.code}"))
+                self.ledger_status.invalidate()
+            else:
+                back.append(Change(r.id, S.HELD, f"ledger refused mint: {res.code}"))
+        self.store.advance(done)
+        # ready rows were CONFIRMED or ATTESTED; the first group was just moved to ATTESTED.
+        self.store.advance(back)
+        return len(done)
+
+    # ------------------------------------------------------------------ burn side
+    def watch_ledger(self) -> int:
+        """Record new ledger burns as confirmed transfers (the ledger is final)."""
+        cursor = self.store.cursor("ledger:burns")
+        after = cursor.number if cursor else 0
+        burns = self.ledger.burns(after_seq=after, limit=self.batch_size)
+        if not burns:
+            return 0
+        new = [NewBurn(burn_id="0x" + b.burn_id.hex(), seq=b.seq, dest_chain=b.dest_chain,
+                       token=b.origin_token.lower(), asset=b.asset, amount=b.amount,
+                       account="0x" + b.account.hex(), dest_address=b.dest_address.lower())
+               for b in burns]
+        n = self.store.record_burns(new, max(b.seq for b in burns))
+        self.metrics.events_observed.labels(LEDGER).inc(n)
+        unserved = [self.store.get(b.burn_id) for b in new if b.dest_chain not in self.chains]
+        self.store.advance(Change(r.id, S.HELD, f"no adapter for {r.dest_chain}")
+                           for r in unserved if r is not None and r.status == S.CONFIRMED.value)
+        return n
+
+    def release(self, chain: str) -> int:
+        """Drive burns to `chain`: collect a quorum, persist the signed release, broadcast it,
+        and mark it executed once the bridge shows the burn id released at depth."""
+        a = self.chains[chain].adapter
+        set_nonce, members, threshold = self.bridge_sets[chain].get()
+        self._attest_releases(chain, a, set_nonce, members, threshold)
+        executed = 0
+        for r in self.store.transfers(S.ATTESTED, kind=TransferKind.BURN, chain=chain,
+                                      limit=self.batch_size):
+            self._submit(r, a, set_nonce, members, threshold)
+        for r in self.store.transfers(S.SUBMITTED, kind=TransferKind.BURN, chain=chain,
+                                      limit=self.batch_size):
+            executed += self._follow(r, a)
+        return executed
+
+    def _attest_releases(self, chain: str, a: ChainAdapter, set_nonce: int,
+                         members: tuple[str, ...], threshold: int) -> None:
+        rows = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain,
+                                    limit=self.batch_size)
+        if not rows:
+            return
+        atts = self.store.attestations_for("release", [r.event_key for r in rows], set_nonce)
+        changes = []
+        for r in rows:
+            if _release_sigs(r, a, atts, set_nonce, members, threshold):
+                changes.append(Change(r.id, S.ATTESTED, f"quorum {threshold} of set {set_nonce}"))
+                self.metrics.attestation_latency.observe(
+                    max(0.0, self.clock.now() - r.updated_at))
+        self.store.advance(changes)
+
+    def _submit(self, r: Any, a: ChainAdapter, set_nonce: int, members: tuple[str, ...],
+                threshold: int) -> None:
+        atts = self.store.attestations_for("release", [r.event_key], set_nonce)
+        sigs = _release_sigs(r, a, atts, set_nonce, members, threshold)
+        if not sigs:
+            self.store.advance([Change(r.id, S.CONFIRMED, "quorum lost (validator set changed)")])
+            return
+        if a.is_released(parse_hex(r.event_key, 32)):
+            self.store.advance([Change(r.id, S.EXECUTED, "already released on chain")])
+            return
+        order = ReleaseOrder(burn_id=parse_hex(r.event_key, 32), token=r.token,
+                             recipient=r.recipient, amount=int(r.amount), signatures=sigs)
+        prepared = a.prepare_release(order)
+        self.store.advance([Change(r.id, S.SUBMITTED, "release signed; broadcasting", {
+            "dest_tx_hash": prepared.tx_hash, "dest_raw_tx": prepared.raw.hex(),
+            "dest_sender_nonce": prepared.sender_nonce})])
+        try:
+            a.broadcast(prepared)
+            log.info("release broadcast transfer_id=%s chain=%s tx=%s", r.id, a.chain,
+                     prepared.tx_hash)
+        except RetryableChainError as exc:
+            log.warning("broadcast failed transfer_id=%s tx=%s: %s", r.id, prepared.tx_hash, exc)
+
+    def _follow(self, r: Any, a: ChainAdapter) -> int:
+        burn_id = parse_hex(r.event_key, 32)
+        legs = Legs(TransferKind.BURN, S.SUBMITTED, True, a.tx_status(r.dest_tx_hash),
+                    a.is_released(burn_id))
+        match next_action(legs):
+            case Action.MARK_EXECUTED:
+                self.store.advance([Change(r.id, S.EXECUTED, f"released in {r.dest_tx_hash}")])
+                self.metrics.executed.labels(a.chain).inc()
+                return 1
+            case Action.REBROADCAST:
+                prepared = PreparedTx(r.dest_tx_hash, bytes.fromhex(r.dest_raw_tx),
+                                      r.dest_sender_nonce)
+                try:
+                    a.broadcast(prepared)
+                except NonceTooLow:
+                    # The nonce went to another transaction and ours never landed: re-sign.
+                    self.store.advance([Change(r.id, S.ATTESTED, "nonce reused; re-signing")])
+                except BridgeError as exc:
+                    log.warning("rebroadcast failed transfer_id=%s: %s", r.id, exc)
+            case Action.RESUBMIT | Action.HOLD:
+                self.store.advance([Change(r.id, S.HELD, f"release {r.dest_tx_hash} reverted")])
+            case _:
+                pass
+        return 0
+
+    # ------------------------------------------------------------------ all at once
+    def tick(self) -> None:
+        """Run every job once, in dependency order (tests and benchmarks call this)."""
+        for chain in self.chains:
+            self.watch_chain(chain)
+            self.confirm_chain(chain)
+        self.mint()
+        self.watch_ledger()
+        for chain in self.chains:
+            self.release(chain)
+
+    def refresh_gauges(self) -> None:
+        for state, n in self.store.counts_by_status().items():
+            self.metrics.transfers.labels(state).set(n)
+
+
+def _event_of(r: Any) -> LockEvent:
+    return LockEvent(
+        chain=r.source_chain, contract=r.event_key.split("/")[1], nonce=r.nonce, token=r.token,
+        sender=r.sender, amount=int(r.amount), recipient=parse_hex(r.recipient, 32),
+        tx_hash=r.src_tx_hash, log_index=r.log_index, block_number=r.block_number,
+        block_hash=r.block_hash)
+
+
+def _release_sigs(
+    r: Any, a: ChainAdapter, atts: Mapping[str, list[tuple[str, str, str]]], set_nonce: int,
+    members: tuple[str, ...], threshold: int,
+) -> tuple[bytes, ...]:
+    """`threshold` signatures over OUR record of the burn, by distinct current members, in
+    ascending signer order (the bridge's rule); empty if there are fewer."""
+    digest = "0x" + a.release_message_hash(
+        parse_hex(r.event_key, 32), r.token, r.recipient, int(r.amount), set_nonce).hex()
+    by_signer = {v: s for v, s, mh in atts.get(r.event_key, []) if mh == digest and v in members}
+    if len(by_signer) < threshold:
+        return ()
+    chosen = sorted(by_signer)[:threshold]
+    return tuple(parse_hex(by_signer[v], 65) for v in chosen)

@@ -1,0 +1,146 @@
+"""The attestation inbox: validators deliver signatures here; only signatures that verify, by
+current members, for the current epoch, are stored.
+
+Owns: parsing and verifying one delivery (`AttestationInbox.accept`). Must not decide quorum or
+act on a transfer (the engine does). The inbox verifies what the validator claims it signed; the
+engine later counts a signature only if its message hash equals the hash of the relayer's OWN
+record of the event, so a validator (or a forged delivery) can never change what is minted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from adapters.base import ChainAdapter, Clock, SystemClock
+from adapters.errors import BridgeError, InvalidSignature, ValidationError
+from relayer.metrics import RelayerMetrics
+from relayer.store import Store
+from validators.attestation import (
+    DOMAIN,
+    AttestationKind,
+    ValidatorSet,
+    canonical,
+    parse_hex,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TtlCache:
+    """A value recomputed at most every `ttl_s` seconds (by the injected clock)."""
+
+    def __init__(self, load: Callable[[], Any], ttl_s: float, clock: Clock) -> None:
+        self._load, self._ttl, self._clock = load, ttl_s, clock
+        self._at = float("-inf")
+        self._value: Any = None
+
+    def get(self) -> Any:
+        now = self._clock.now()
+        if now - self._at >= self._ttl:
+            self._value, self._at = self._load(), now
+        return self._value
+
+    def invalidate(self) -> None:
+        self._at = float("-inf")
+
+
+class AttestationInbox:
+    """Verify and store deliveries of the shape in the relayer's `POST /v1/attestations`.
+
+    Args:
+        store: the relayer store.
+        network: the Ferry network name attestations must carry.
+        validator_set: returns the ledger's current `ValidatorSet` (cached by the caller).
+        adapters: chain adapters by CAIP-2 id (for release signatures).
+        bridge_sets: per chain, returns (set nonce, members) of the bridge's current set.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        network: str,
+        validator_set: Callable[[], ValidatorSet],
+        adapters: Mapping[str, ChainAdapter],
+        bridge_sets: Mapping[str, Callable[[], tuple[int, tuple[str, ...], int]]],
+        metrics: RelayerMetrics,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store, self.network = store, network
+        self.validator_set, self.adapters, self.bridge_sets = validator_set, adapters, bridge_sets
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
+
+    def accept(self, items: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        """Verify each item; store the valid ones in one transaction.
+
+        Returns:
+            (number newly stored, [{"index": i, "code": error code, "message": text}] rejected).
+        """
+        rows, rejected = [], []
+        vset = self.validator_set()
+        for i, item in enumerate(items):
+            try:
+                kind = item.get("kind")
+                if kind == AttestationKind.LOCK.value:
+                    rows.append(self._lock(item, vset))
+                elif kind == "release":
+                    rows.append(self._release(item))
+                else:
+                    raise ValidationError(f"unknown attestation kind {kind!r}")
+                self.metrics.attestations.labels(str(kind), "accepted").inc()
+            except (BridgeError, KeyError, TypeError, ValueError) as exc:
+                code = exc.code if isinstance(exc, BridgeError) else "invalid_input"
+                rejected.append({"index": i, "code": code, "message": str(exc)})
+                self.metrics.attestations.labels(str(item.get("kind"))[:16], "rejected").inc()
+        return self.store.add_attestations(rows), rejected
+
+    def _lock(self, item: dict[str, Any], vset: ValidatorSet) -> dict[str, Any]:
+        body = item["body"]
+        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+            raise ValidationError("body must be an object of strings")
+        if body.get("network") != self.network or body.get("kind") != AttestationKind.LOCK.value:
+            raise InvalidSignature("attestation is for another network or kind")
+        if int(body["epoch"]) != vset.epoch:
+            raise InvalidSignature(f"epoch {body['epoch']} is not the current {vset.epoch}")
+        validator = parse_hex(item["validator"], 32)
+        if validator not in vset.ed25519_keys:
+            raise InvalidSignature("validator is not in the current set")
+        message = DOMAIN + canonical(body)
+        signature = parse_hex(item["signature"], 64)
+        try:
+            VerifyKey(validator).verify(message, signature)
+        except BadSignatureError as exc:
+            raise InvalidSignature("lock attestation does not verify") from exc
+        return {
+            "kind": "lock", "event_key": body["event_id"], "epoch": vset.epoch,
+            "validator": "0x" + validator.hex(), "signature": "0x" + signature.hex(),
+            "message_hash": "0x" + hashlib.sha256(message).hexdigest(),
+        }
+
+    def _release(self, item: dict[str, Any]) -> dict[str, Any]:
+        chain = item["chain"]
+        adapter = self.adapters.get(chain)
+        if adapter is None:
+            raise ValidationError(f"chain {chain!r} is not served by this relayer")
+        set_nonce, members, _threshold = self.bridge_sets[chain]()
+        if int(item["set_nonce"]) != set_nonce:
+            raise InvalidSignature(f"set nonce {item['set_nonce']} is not the current {set_nonce}")
+        burn_id = parse_hex(item["burn_id"], 32)
+        digest = adapter.release_message_hash(
+            burn_id, item["token"].lower(), item["recipient"].lower(), int(item["amount"]),
+            set_nonce)
+        signature = parse_hex(item["signature"], 65)
+        signer = adapter.recover_release_signer(digest, signature)
+        if signer != item["validator"].lower() or signer not in members:
+            raise InvalidSignature("release signer is not the claimed current member")
+        return {
+            "kind": "release", "event_key": "0x" + burn_id.hex(), "epoch": set_nonce,
+            "validator": signer, "signature": "0x" + signature.hex(),
+            "message_hash": "0x" + digest.hex(),
+        }

@@ -1,0 +1,75 @@
+"""Run the relayer process: the engine's jobs on an APScheduler thread pool, the HTTP inbox
+under uvicorn, and Prometheus metrics on their own port.
+
+Owns: job scheduling and process lifetime. Must not contain job logic (see `relayer.engine`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import uvicorn
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import start_http_server
+
+from adapters.errors import BridgeError, RetryableChainError
+from api.relayer import create_relayer_app
+from relayer.engine import Engine
+from relayer.inbox import AttestationInbox
+
+log = logging.getLogger(__name__)
+
+
+def guarded(engine: Engine, name: str, chain: str, job: Callable[[], object]) -> Callable[[], None]:
+    """Wrap a job so a chain fault is counted and logged, and the job runs again next interval."""
+
+    def run() -> None:
+        try:
+            job()
+        except RetryableChainError as exc:
+            engine.metrics.rpc_errors.labels(chain).inc()
+            log.warning("job=%s chain=%s retryable: %s", name, chain, exc)
+        except BridgeError as exc:
+            log.error("job=%s chain=%s failed: %s", name, chain, exc)
+
+    return run
+
+
+def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
+    """Start one job per chain (watch, confirm, release) plus the ledger jobs (mint, burns)."""
+    sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
+    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+
+    def chain_job(chain: str) -> Callable[[], None]:
+        def run() -> None:
+            engine.watch_chain(chain)
+            engine.confirm_chain(chain)
+            engine.release(chain)
+        return run
+
+    for chain in engine.chains:
+        sched.add_job(guarded(engine, "chain", chain, chain_job(chain)), "interval",
+                      seconds=interval_s, id=f"chain:{chain}", **opts)
+    sched.add_job(guarded(engine, "mint", "ferry:ledger", engine.mint), "interval",
+                  seconds=interval_s, id="mint", **opts)
+    sched.add_job(guarded(engine, "burns", "ferry:ledger", engine.watch_ledger), "interval",
+                  seconds=interval_s, id="burns", **opts)
+    sched.add_job(engine.refresh_gauges, "interval", seconds=5, id="gauges", **opts)
+    sched.start()
+    return sched
+
+
+def run_relayer(engine: Engine, inbox: AttestationInbox, host: str, port: int,
+                metrics_port: int, interval_s: float,
+                stop: threading.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs."""
+    start_http_server(metrics_port, addr=host, registry=engine.metrics.registry)
+    sched = schedule(engine, interval_s)
+    try:
+        uvicorn.run(create_relayer_app(engine.store, inbox), host=host, port=port,
+                    log_level="warning")
+    finally:
+        sched.shutdown(wait=True)

@@ -1,0 +1,338 @@
+"""The relayer's persistent state: transfers, their history, attestations and chain cursors.
+
+Owns: every read and write of the relayer database. `advance` is the only function that writes
+a transfer's status; it checks the transition table, writes the history row and the status in
+one transaction. Must not call chains or the ledger.
+
+Hot paths (recording thousands of events, advancing batches) use SQLAlchemy Core statements
+over the SQLModel tables; each public write is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from adapters.base import BlockRef, Clock, LockEvent, SystemClock
+from adapters.errors import IllegalTransition
+from relayer.db import make_engine, migrate
+from relayer.machine import TransferKind, TransferStatus, check_transition
+from relayer.models import Attestation, Cursor, ScannedBlock, Transfer, TransferHistory
+
+T = Transfer.__table__  # type: ignore[attr-defined]
+H = TransferHistory.__table__  # type: ignore[attr-defined]
+A = Attestation.__table__  # type: ignore[attr-defined]
+C = Cursor.__table__  # type: ignore[attr-defined]
+B = ScannedBlock.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One status change: transfer `id` moves to `to` for `reason`, setting `fields` too."""
+
+    id: int
+    to: TransferStatus
+    reason: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewBurn:
+    """A ledger burn the relayer will release on `dest_chain`."""
+
+    burn_id: str  # 0x hex, 32 bytes
+    seq: int
+    dest_chain: str
+    token: str
+    asset: str
+    amount: int
+    account: str
+    dest_address: str
+
+
+class Store:
+    """Relayer database access. Thread-safe: each call opens its own connection."""
+
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock = clock or SystemClock()
+
+    @classmethod
+    def open(cls, database_url: str, clock: Clock | None = None) -> Store:
+        """Migrate `database_url` to the newest schema and open it."""
+        migrate(database_url)
+        return cls(make_engine(database_url), clock)
+
+    # ----------------------------------------------------------------- status writes
+    def advance(self, changes: Iterable[Change]) -> int:
+        """Apply status changes in ONE transaction, each checked against `TRANSITIONS`.
+
+        A change whose transfer is no longer in the status it was read in (another worker moved
+        it) raises `IllegalTransition` and rolls the whole batch back.
+
+        Returns:
+            The number of transfers moved.
+        """
+        changes = list(changes)
+        if not changes:
+            return 0
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            ids = [c.id for c in changes]
+            current: dict[int, str] = {}
+            for chunk in _chunks(ids, 900):
+                rows = conn.execute(select(T.c.id, T.c.status).where(T.c.id.in_(chunk)))
+                current.update({r.id: r.status for r in rows})
+            for c in changes:
+                if c.id not in current:
+                    raise IllegalTransition(f"transfer {c.id} does not exist")
+                _move(conn, c.id, TransferStatus(current[c.id]), c.to, c.reason, now, c.fields)
+                current[c.id] = c.to.value
+        return len(changes)
+
+    # ----------------------------------------------------------------- observation
+    def record_lock_events(
+        self, chain: str, events: Sequence[LockEvent], scanned_to: BlockRef, assets: dict[str, str]
+    ) -> int:
+        """Persist newly seen lock events as `observed`, and move the chain cursor, in one
+        transaction. Events of unregistered tokens are stored `held` (reason unknown_asset).
+
+        An event already stored is left alone, unless it was `dropped` by a reorg and has
+        reappeared (moved back to `observed` with its new block), or is still `observed` in a
+        block that changed (block fields updated).
+
+        Args:
+            chain: CAIP-2 id.
+            events: lock events from the bridge, in log order.
+            scanned_to: the last block scanned (becomes the cursor and a reorg-trail entry).
+            assets: origin token (lowercase) -> ledger asset key, for this chain.
+
+        Returns:
+            The number of new transfers.
+        """
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            keys = [e.event_id for e in events]
+            existing: dict[str, Any] = {}
+            for chunk in _chunks(keys, 900):
+                for row in conn.execute(
+                    select(T.c.id, T.c.event_key, T.c.status, T.c.block_hash).where(
+                        T.c.event_key.in_(chunk)
+                    )
+                ):
+                    existing[row.event_key] = row
+            new_rows = []
+            for e in events:
+                old = existing.get(e.event_id)
+                if old is None:
+                    asset = assets.get(e.token.lower())
+                    status = TransferStatus.OBSERVED if asset else TransferStatus.HELD
+                    new_rows.append(_lock_row(e, asset or "", status, now))
+                elif old.block_hash != e.block_hash and old.status in (
+                    TransferStatus.DROPPED.value, TransferStatus.OBSERVED.value
+                ):
+                    # The same lock reappeared in another block after a reorg.
+                    fields = {"block_number": e.block_number, "block_hash": e.block_hash,
+                              "src_tx_hash": e.tx_hash, "log_index": e.log_index,
+                              "amount": str(e.amount), "recipient": "0x" + e.recipient.hex(),
+                              "sender": e.sender, "token": e.token}
+                    if old.status == TransferStatus.DROPPED.value:
+                        _move(conn, old.id, TransferStatus.DROPPED, TransferStatus.OBSERVED,
+                              "re-observed in a new block after a reorg", now, fields)
+                    else:
+                        conn.execute(update(T).where(T.c.id == old.id).values(
+                            updated_at=now, **fields))
+            if new_rows:
+                ids = conn.execute(insert(T).returning(T.c.id, T.c.status), new_rows).all()
+                conn.execute(insert(H), [
+                    {"transfer_id": r.id, "from_status": None, "to_status": r.status,
+                     "reason": "lock observed" if r.status == TransferStatus.OBSERVED.value
+                     else "unknown_asset", "at": now} for r in ids])
+            self._set_cursor(conn, f"chain:{chain}", scanned_to)
+            conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number == scanned_to.number)))
+            conn.execute(insert(B).values(chain=chain, number=scanned_to.number,
+                                          hash=scanned_to.hash))
+        return len(new_rows)
+
+    def rewind(self, chain: str, fork: BlockRef, reason: str) -> int:
+        """After a reorg: drop `observed` transfers above the fork, forget the scanned trail
+        above it and move the cursor back to `fork`, in one transaction.
+
+        Returns:
+            The number of transfers dropped.
+        """
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(T.c.id).where(and_(
+                T.c.source_chain == chain, T.c.kind == TransferKind.LOCK.value,
+                T.c.block_number > fork.number,
+                T.c.status == TransferStatus.OBSERVED.value))).all()
+            for r in rows:
+                _move(conn, r.id, TransferStatus.OBSERVED, TransferStatus.DROPPED, reason, now, {})
+            conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number > fork.number)))
+            self._set_cursor(conn, f"chain:{chain}", fork)
+        return len(rows)
+
+    def record_burns(self, burns: Sequence[NewBurn], ledger_cursor: int) -> int:
+        """Persist ledger burns as `confirmed` transfers (the ledger is final) and move the
+        ledger cursor, in one transaction. Already-stored burn ids are skipped."""
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            keys = [b.burn_id for b in burns]
+            seen: set[str] = set()
+            for chunk in _chunks(keys, 900):
+                seen.update(r.event_key for r in conn.execute(
+                    select(T.c.event_key).where(T.c.event_key.in_(chunk))))
+            rows = [{
+                "kind": TransferKind.BURN.value, "event_key": b.burn_id,
+                "source_chain": "ferry:ledger", "dest_chain": b.dest_chain, "token": b.token,
+                "asset": b.asset, "amount": str(b.amount), "sender": b.account,
+                "recipient": b.dest_address, "src_tx_hash": b.burn_id, "nonce": b.seq,
+                "ledger_seq": b.seq, "status": TransferStatus.CONFIRMED.value,
+                "reason": "burn final on the ledger", "created_at": now, "updated_at": now,
+            } for b in burns if b.burn_id not in seen]
+            if rows:
+                ids = conn.execute(insert(T).returning(T.c.id), rows).all()
+                conn.execute(insert(H), [
+                    {"transfer_id": r.id, "from_status": None,
+                     "to_status": TransferStatus.CONFIRMED.value,
+                     "reason": "burn final on the ledger", "at": now} for r in ids])
+            self._set_cursor(conn, "ledger:burns", BlockRef(ledger_cursor, ""))
+        return len(rows)
+
+    # ----------------------------------------------------------------- attestations
+    def add_attestations(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Store verified attestations; a repeat (same kind, key, epoch, validator) is ignored.
+
+        Each row: kind, event_key, epoch, validator, signature, message_hash.
+        Returns the number newly stored.
+        """
+        if not rows:
+            return 0
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            have: set[tuple[str, str, int, str]] = set()
+            for chunk in _chunks(sorted({r["event_key"] for r in rows}), 900):
+                have.update((r.kind, r.event_key, r.epoch, r.validator) for r in conn.execute(
+                    select(A.c.kind, A.c.event_key, A.c.epoch, A.c.validator).where(
+                        A.c.event_key.in_(chunk))))
+            fresh, batch_keys = [], set()
+            for r in rows:
+                k = (r["kind"], r["event_key"], int(r["epoch"]), r["validator"])
+                if k in have or k in batch_keys:
+                    continue
+                batch_keys.add(k)
+                fresh.append({**r, "epoch": int(r["epoch"]), "received_at": now})
+            if fresh:
+                conn.execute(insert(A), fresh)
+        return len(fresh)
+
+    def attestations_for(
+        self, kind: str, keys: Sequence[str], epoch: int
+    ) -> dict[str, list[tuple[str, str, str]]]:
+        """(validator, signature, message_hash) per event key, for one epoch/set nonce."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys), 900):
+                for r in conn.execute(select(
+                        A.c.event_key, A.c.validator, A.c.signature, A.c.message_hash).where(
+                        and_(A.c.kind == kind, A.c.epoch == epoch, A.c.event_key.in_(chunk)))):
+                    out.setdefault(r.event_key, []).append(
+                        (r.validator, r.signature, r.message_hash))
+        return out
+
+    # ----------------------------------------------------------------- reads
+    def transfers(
+        self, status: TransferStatus, *, kind: TransferKind | None = None,
+        chain: str | None = None, max_block: int | None = None, limit: int = 500,
+    ) -> list[Any]:
+        """Transfers in `status` (oldest first), optionally of one kind and chain (the source
+        chain for locks, the destination for burns), at or below `max_block`."""
+        q = select(T).where(T.c.status == status.value)
+        if kind is not None:
+            q = q.where(T.c.kind == kind.value)
+        if chain is not None:
+            q = q.where((T.c.source_chain if kind == TransferKind.LOCK else T.c.dest_chain)
+                        == chain)
+        if max_block is not None:
+            q = q.where(T.c.block_number <= max_block)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(T.c.id).limit(limit)).all())
+
+    def get(self, event_key: str) -> Any | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(T).where(T.c.event_key == event_key)).first()
+
+    def by_source_tx(self, tx_hash: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(T).where(T.c.src_tx_hash == tx_hash)).all())
+
+    def history(self, transfer_id: int) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(H).where(H.c.transfer_id == transfer_id).order_by(H.c.id)).all())
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {r.status: r.n for r in conn.execute(
+                select(T.c.status, func.count().label("n")).group_by(T.c.status))}
+
+    def cursor(self, name: str) -> BlockRef | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(C).where(C.c.name == name)).first()
+        return BlockRef(row.number, row.hash) if row else None
+
+    def scanned_trail(self, chain: str, limit: int = 256) -> list[BlockRef]:
+        """Recent scanned (height, hash) pairs, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(B.c.number, B.c.hash).where(B.c.chain == chain)
+                                .order_by(B.c.number.desc()).limit(limit)).all()
+        return [BlockRef(r.number, r.hash) for r in rows]
+
+    def prune_trail(self, chain: str, below: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number < below)))
+
+    @staticmethod
+    def _set_cursor(conn: Any, name: str, ref: BlockRef) -> None:
+        res = conn.execute(update(C).where(C.c.name == name).values(
+            number=ref.number, hash=ref.hash))
+        if res.rowcount == 0:
+            conn.execute(insert(C).values(name=name, number=ref.number, hash=ref.hash))
+
+
+def _move(
+    conn: Any, transfer_id: int, frm: TransferStatus, to: TransferStatus, reason: str,
+    now: float, fields: dict[str, Any],
+) -> None:
+    """The single writer of a transfer's status: check the move, write it only if the row is
+    still in `frm` (optimistic lock), and append the history row, on the caller's transaction."""
+    check_transition(frm, to)
+    res = conn.execute(
+        update(T).where(and_(T.c.id == transfer_id, T.c.status == frm.value)).values(
+            status=to.value, reason=reason, updated_at=now, **fields)
+    )
+    if res.rowcount != 1:
+        raise IllegalTransition(f"transfer {transfer_id} moved concurrently from {frm}")
+    conn.execute(insert(H).values(
+        transfer_id=transfer_id, from_status=frm.value, to_status=to.value, reason=reason, at=now))
+
+
+def _lock_row(e: LockEvent, asset: str, status: TransferStatus, now: float) -> dict[str, Any]:
+    return {
+        "kind": TransferKind.LOCK.value, "event_key": e.event_id, "source_chain": e.chain,
+        "dest_chain": "ferry:ledger", "token": e.token.lower(), "asset": asset,
+        "amount": str(e.amount), "sender": e.sender.lower(), "recipient": "0x" + e.recipient.hex(),
+        "src_tx_hash": e.tx_hash.lower(), "log_index": e.log_index,
+        "block_number": e.block_number, "block_hash": e.block_hash, "nonce": e.nonce,
+        "status": status.value, "reason": "" if asset else "unknown_asset",
+        "created_at": now, "updated_at": now,
+    }
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,1 @@
+"""Validators: attestation formats, signing, quorum checks, key storage and the validator daemon."""
