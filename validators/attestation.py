@@ -14,6 +14,7 @@ contract, kind or validator-set epoch never verifies for another.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,7 +46,7 @@ class ValidatorInfo:
         return {"ed25519": "0x" + self.ed25519.hex(), "evm_address": self.evm_address.lower()}
 
     @classmethod
-    def from_json(cls, data: dict[str, str]) -> "ValidatorInfo":
+    def from_json(cls, data: dict[str, str]) -> ValidatorInfo:
         return cls(ed25519=parse_hex(data["ed25519"], 32), evm_address=data["evm_address"].lower())
 
 
@@ -87,7 +88,7 @@ class ValidatorSet:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> "ValidatorSet":
+    def from_json(cls, data: dict[str, object]) -> ValidatorSet:
         members = data["members"]
         assert isinstance(members, list)
         return cls(
@@ -113,7 +114,7 @@ def parse_hex(value: str, length: int | None = None) -> bytes:
     return raw
 
 
-def canonical(body: dict[str, str | list[object] | dict[str, object]]) -> bytes:
+def canonical(body: Mapping[str, object]) -> bytes:
     """Canonical JSON bytes of `body` (sorted keys, no whitespace, UTF-8)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 

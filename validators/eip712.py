@@ -61,7 +61,7 @@ def _u256(value: int) -> bytes:
 
 
 def _addr(address: str) -> bytes:
-    raw = bytes.fromhex(address[2:] if address.startswith("0x") else address)
+    raw = bytes.fromhex(address.removeprefix("0x"))
     if len(raw) != 20:
         raise InvalidSignature(f"not a 20-byte address: {address!r}")
     return b"\x00" * 12 + raw
