@@ -1,0 +1,322 @@
+"""HTTP API of the native ledger (notes/DESIGN.md "Ledger HTTP API"), a thin FastAPI router over
+`ledger.service.Ledger`.
+
+Owns: the request/response schemas, the route table, and the mapping of `BridgeError` to HTTP
+status and the ``{"error": {"code", "message"}}`` body. Must not hold ledger rules (the service
+does) nor touch the database.
+
+Routes (prefix ``/v1/ledger``): GET status, POST mints, POST transactions, GET accounts/{account},
+GET burns?after_seq&limit, GET assets, POST validator-set, GET journal?after_seq&limit.
+Status codes: 400 invalid input, 404 unknown asset/account/route, 409 conflicts with the
+current state (bad nonce, insufficient balance, wrong epoch), 503 retryable, 500 otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.errors import (
+    BadNonce,
+    BridgeError,
+    InsufficientBalance,
+    RetryableChainError,
+    UnknownAccount,
+    UnknownAsset,
+    ValidationError,
+)
+from ledger.errors import WrongEpoch
+from ledger.fields import parse_account
+from ledger.service import MAX_PAGE, Ledger
+from ledger.transactions import SignedTx
+from ledger.types import (
+    MintRequest,
+    MintResult,
+    MintStatus,
+    signatures_from_json,
+    validator_set_from_json,
+)
+
+log = logging.getLogger(__name__)
+MAX_MINTS_PER_REQUEST = 1000
+MAX_SIGNATURES = 256
+
+IntLike = StrictStr | StrictInt  # integers arrive as decimal strings (or JSON integers)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LockEventIn(_In):
+    chain: StrictStr
+    contract: StrictStr
+    nonce: IntLike
+    token: StrictStr
+    sender: StrictStr
+    amount: IntLike
+    recipient: StrictStr
+    tx_hash: StrictStr
+    log_index: IntLike
+    block_number: IntLike
+    block_hash: StrictStr
+
+
+class SignatureIn(_In):
+    validator: StrictStr
+    signature: StrictStr
+
+
+class MintIn(_In):
+    event: LockEventIn
+    epoch: IntLike
+    signatures: list[SignatureIn] = Field(max_length=MAX_SIGNATURES)
+
+
+class MintsIn(_In):
+    mints: list[MintIn] = Field(max_length=MAX_MINTS_PER_REQUEST)
+
+
+class MintResultOut(BaseModel):
+    event_id: str
+    status: Literal["minted", "duplicate", "rejected"]
+    code: str | None
+    seq: int | None
+
+
+class MintsOut(BaseModel):
+    results: list[MintResultOut]
+
+
+class TxIn(_In):
+    tx: dict[StrictStr, StrictStr]
+    signature: StrictStr
+
+
+class TxOut(BaseModel):
+    seq: int
+    burn_id: str | None
+
+
+class AccountOut(BaseModel):
+    account: str
+    nonce: str
+    balances: dict[str, str]
+
+
+class BurnOut(BaseModel):
+    seq: int
+    burn_id: str
+    account: str
+    asset: str
+    origin_chain: str
+    origin_token: str
+    amount: str
+    dest_chain: str
+    dest_address: str
+    tx: dict[str, str]
+    signature: str
+
+
+class BurnsOut(BaseModel):
+    burns: list[BurnOut]
+
+
+class AssetOut(BaseModel):
+    asset: str
+    symbol: str
+    origin_chain: str
+    origin_token: str
+    decimals: int
+    supply: str
+    minted_total: str
+    burned_total: str
+
+
+class AssetsOut(BaseModel):
+    assets: list[AssetOut]
+
+
+class MemberJson(_In):
+    ed25519: StrictStr
+    evm_address: StrictStr
+
+
+class ValidatorSetJson(_In):
+    epoch: IntLike
+    threshold: IntLike
+    members: list[MemberJson] = Field(max_length=MAX_SIGNATURES)
+
+
+class StatusOut(BaseModel):
+    network: str
+    epoch: str
+    validator_set: ValidatorSetJson
+    journal_seq: int
+    journal_head: str
+
+
+class ValidatorSetIn(_In):
+    validator_set: ValidatorSetJson
+    signatures: list[SignatureIn] = Field(max_length=MAX_SIGNATURES)
+
+
+class ValidatorSetOut(BaseModel):
+    seq: int
+    epoch: str
+
+
+class JournalEntryOut(BaseModel):
+    seq: int
+    kind: str
+    payload: str
+    prev_hash: str
+    hash: str
+
+
+class JournalOut(BaseModel):
+    entries: list[JournalEntryOut]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+def get_ledger(request: Request) -> Ledger:
+    """The `Ledger` stored on ``app.state.ledger`` by `create_ledger_app`."""
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+AfterSeq = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+router = APIRouter(prefix="/v1/ledger", responses={400: {"model": ErrorOut}})
+
+
+@router.get("/status", response_model=StatusOut)
+def get_status(ledger: LedgerDep) -> StatusOut:
+    return StatusOut.model_validate(ledger.status().to_json())
+
+
+@router.post("/mints", response_model=MintsOut)
+def post_mints(body: MintsIn, ledger: LedgerDep) -> MintsOut:
+    """Mint each lock event that carries a quorum certificate; one result per item, in order.
+    An item that does not parse is ``rejected`` with its error code; the others still apply."""
+    parsed: list[MintRequest | MintResult] = []
+    for item in body.mints:
+        raw = item.model_dump()
+        try:
+            parsed.append(MintRequest.from_json(raw))
+        except BridgeError as exc:
+            event = raw["event"]
+            event_id = f"{event['chain']}/{str(event['contract']).lower()}/{event['nonce']}"
+            parsed.append(MintResult(event_id, MintStatus.REJECTED, exc.code))
+    requests = [p for p in parsed if isinstance(p, MintRequest)]
+    minted = iter(ledger.mint_batch(requests))
+    results = [next(minted) if isinstance(p, MintRequest) else p for p in parsed]
+    return MintsOut(results=[MintResultOut.model_validate(r.to_json()) for r in results])
+
+
+@router.post("/transactions", response_model=TxOut)
+def post_transaction(body: TxIn, ledger: LedgerDep) -> TxOut:
+    """Apply a user-signed burn or transfer (Ferry tx v1, `ledger.transactions`)."""
+    receipt = ledger.submit_transaction(SignedTx.from_json(body.model_dump()))
+    return TxOut.model_validate(receipt.to_json())
+
+
+@router.get("/accounts/{account}", response_model=AccountOut)
+def get_account(account: str, ledger: LedgerDep) -> AccountOut:
+    """Next nonce and balances of an account (``0x`` + 64 lowercase hex); unseen: nonce 0."""
+    return AccountOut.model_validate(ledger.account(parse_account(account)).to_json())
+
+
+@router.get("/burns", response_model=BurnsOut)
+def get_burns(ledger: LedgerDep, after_seq: AfterSeq = 0, limit: Limit = 100) -> BurnsOut:
+    burns = ledger.burns(after_seq, limit)
+    return BurnsOut(burns=[BurnOut.model_validate(b.to_json()) for b in burns])
+
+
+@router.get("/assets", response_model=AssetsOut)
+def get_assets(ledger: LedgerDep) -> AssetsOut:
+    return AssetsOut(assets=[AssetOut.model_validate(a.to_json()) for a in ledger.assets()])
+
+
+@router.post("/validator-set", response_model=ValidatorSetOut)
+def post_validator_set(body: ValidatorSetIn, ledger: LedgerDep) -> ValidatorSetOut:
+    """Rotate to a new validator set certified by a quorum of the current one."""
+    raw = body.model_dump()
+    new_set = validator_set_from_json(raw["validator_set"])
+    seq = ledger.rotate_validator_set(new_set, signatures_from_json(raw["signatures"]))
+    return ValidatorSetOut(seq=seq, epoch=str(new_set.epoch))
+
+
+@router.get("/journal", response_model=JournalOut)
+def get_journal(ledger: LedgerDep, after_seq: AfterSeq = 0, limit: Limit = 100) -> JournalOut:
+    entries = ledger.journal(after_seq, limit)
+    return JournalOut(entries=[JournalEntryOut.model_validate(e.to_json()) for e in entries])
+
+
+def http_status(exc: BridgeError) -> int:
+    """HTTP status for a `BridgeError` (see the module docstring)."""
+    if isinstance(exc, UnknownAsset | UnknownAccount):
+        return 404
+    if isinstance(exc, BadNonce | InsufficientBalance | WrongEpoch):
+        return 409
+    if isinstance(exc, ValidationError):
+        return 400
+    if isinstance(exc, RetryableChainError):
+        return 503
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render `BridgeError`, request validation errors and HTTP errors as the error body."""
+
+    async def on_bridge_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BridgeError)
+        status = http_status(exc)
+        if status >= 500:
+            log.error("ledger request failed code=%s: %s", exc.code, exc)
+        return error_response(status, exc.code, str(exc))
+
+    async def on_invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return error_response(400, ValidationError.code, problems or "invalid request")
+
+    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    app.add_exception_handler(BridgeError, on_bridge_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def create_ledger_app(ledger: Ledger) -> FastAPI:
+    """A FastAPI app serving `ledger` under ``/v1/ledger`` (run it with uvicorn)."""
+    app = FastAPI(title="Ferry ledger", version="1")
+    app.state.ledger = ledger
+    app.include_router(router)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,171 @@
+"""Synchronous HTTP client of the ledger API (notes/DESIGN.md "Ledger HTTP API"), used by the
+relayer and the validators.
+
+Owns: `LedgerClient`. Must not retry (callers wrap it with tenacity on `RpcUnavailable` only)
+nor hold keys (transactions arrive signed, see `ledger.transactions`).
+
+Errors: a transport failure (refused, timeout, reset) or a 5xx answer raises
+``RpcUnavailable(chain="ferry:ledger")``; an error body ``{"error": {"code", "message"}}`` raises
+the typed error of that code (`ledger.errors.error_class_for_code`); an answer that does not
+parse raises `BridgeError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from adapters.errors import BridgeError, ChainError, RpcUnavailable
+from ledger.errors import error_class_for_code
+from ledger.fields import account_hex
+from ledger.transactions import SignedTx
+from ledger.types import (
+    AccountInfo,
+    AssetInfo,
+    BurnRecord,
+    JournalEntry,
+    LedgerStatus,
+    MintRequest,
+    MintResult,
+    TxReceipt,
+    signatures_to_json,
+)
+from validators.attestation import LEDGER_CHAIN, ValidatorSet
+
+MINTS_PER_REQUEST = 500  # the server accepts up to 1000
+T = TypeVar("T")
+
+
+class LedgerClient:
+    """Client of one ledger server.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8600`` (``LedgerSection.url``).
+        timeout_s: per-request timeout (connect, read, write, pool), seconds.
+        http: an `httpx.Client` to use instead of a new one (tests pass FastAPI's TestClient);
+            its own base URL and timeout are then used, and `close` leaves it open.
+    """
+
+    def __init__(
+        self, base_url: str, timeout_s: float = 10.0, *, http: httpx.Client | None = None
+    ) -> None:
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, *, json: Any = None,
+              params: dict[str, int] | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, "/v1/ledger" + path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise RpcUnavailable(f"{method} {path}: {exc!r}", chain=LEDGER_CHAIN) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 500 and not _is_error_body(body):
+            raise RpcUnavailable(f"{method} {path}: HTTP {response.status_code}",
+                                 chain=LEDGER_CHAIN)
+        if _is_error_body(body):
+            raise _typed_error(body["error"], response.status_code)
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise BridgeError(f"{method} {path}: unexpected HTTP {response.status_code} answer")
+        return body
+
+    def status(self) -> LedgerStatus:
+        """``GET /v1/ledger/status``."""
+        return _parse(LedgerStatus.from_json, self._call("GET", "/status"))
+
+    def submit_mints(self, mints: Sequence[MintRequest]) -> list[MintResult]:
+        """``POST /v1/ledger/mints`` in chunks of `MINTS_PER_REQUEST`; one result per mint."""
+        results: list[MintResult] = []
+        for start in range(0, len(mints), MINTS_PER_REQUEST):
+            chunk = mints[start : start + MINTS_PER_REQUEST]
+            body = self._call("POST", "/mints", json={"mints": [m.to_json() for m in chunk]})
+            items = body.get("results")
+            if not isinstance(items, list) or len(items) != len(chunk):
+                raise BridgeError("mints answer does not have one result per mint")
+            results.extend(_parse(MintResult.from_json, item) for item in items)
+        return results
+
+    def submit_transaction(self, tx: SignedTx) -> TxReceipt:
+        """``POST /v1/ledger/transactions``: apply a signed burn or transfer."""
+        return _parse(TxReceipt.from_json, self._call("POST", "/transactions", json=tx.to_json()))
+
+    def account(self, account: bytes) -> AccountInfo:
+        """``GET /v1/ledger/accounts/{account}`` for a 32-byte account."""
+        return _parse(AccountInfo.from_json, self._call("GET", f"/accounts/{account_hex(account)}"))
+
+    def burns(self, after_seq: int = 0, limit: int = 100) -> list[BurnRecord]:
+        """``GET /v1/ledger/burns``: burns with journal seq > `after_seq`, oldest first."""
+        body = self._call("GET", "/burns", params={"after_seq": after_seq, "limit": limit})
+        return [_parse(BurnRecord.from_json, b) for b in _items(body, "burns")]
+
+    def assets(self) -> list[AssetInfo]:
+        """``GET /v1/ledger/assets``."""
+        return [_parse(AssetInfo.from_json, a) for a in _items(self._call("GET", "/assets"),
+                                                               "assets")]
+
+    def journal(self, after_seq: int = 0, limit: int = 100) -> list[JournalEntry]:
+        """``GET /v1/ledger/journal``: entries with seq > `after_seq`, oldest first."""
+        body = self._call("GET", "/journal", params={"after_seq": after_seq, "limit": limit})
+        return [_parse(JournalEntry.from_json, e) for e in _items(body, "entries")]
+
+    def rotate_validator_set(
+        self, new_set: ValidatorSet, signatures: Sequence[tuple[bytes, bytes]]
+    ) -> int:
+        """``POST /v1/ledger/validator-set``; returns the journal seq of the rotation."""
+        body = self._call("POST", "/validator-set", json={
+            "validator_set": new_set.to_json(), "signatures": signatures_to_json(signatures)})
+        seq = body.get("seq")
+        if not isinstance(seq, int):
+            raise BridgeError("validator-set answer has no seq")
+        return seq
+
+
+def _is_error_body(body: object) -> bool:
+    return (isinstance(body, dict) and isinstance(body.get("error"), dict)
+            and isinstance(body["error"].get("code"), str))
+
+
+def _typed_error(error: dict[str, Any], status: int) -> BridgeError:
+    cls = error_class_for_code(error["code"])
+    message = str(error.get("message", ""))
+    if issubclass(cls, ChainError):
+        return cls(message, chain=LEDGER_CHAIN)
+    try:
+        exc = cls(message)
+    except TypeError:  # a class with required keyword arguments
+        exc = BridgeError(message)
+    if cls is BridgeError:
+        exc.code = error["code"]  # keep the server's code visible
+    return exc
+
+
+def _items(body: dict[str, Any], key: str) -> list[Any]:
+    items = body.get(key)
+    if not isinstance(items, list):
+        raise BridgeError(f"answer has no {key!r} list")
+    return items
+
+
+def _parse(parser: Callable[[Any], T], data: Any) -> T:
+    try:
+        return parser(data)
+    except BridgeError as exc:
+        raise BridgeError(f"malformed ledger answer: {exc}") from exc

@@ -1,0 +1,460 @@
+"""The native ledger service: accounts, assets, quorum-certified mints, user-signed burns and
+transfers, validator-set rotation, the journal and the supply invariants.
+
+Owns: `Ledger`, the only writer of the ledger tables. Must not speak HTTP (`api/ledger.py`
+does), hold any key, or read the wall clock.
+
+SECURITY: every state change is one DB transaction that holds the ledger's write lock (an
+in-process lock plus ``BEGIN IMMEDIATE`` on SQLite / ``FOR UPDATE`` of `ledger_state` on
+PostgreSQL) and writes, together, the journal entry, the balances, the supply counters and the
+record (mint, burn, transfer, asset, bridge, validator set). Bad input raises a typed error from
+`adapters.errors` / `ledger.errors` before anything is written, and the transaction rolls back
+on any exception, so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from adapters.errors import (
+    BadNonce,
+    ConfigError,
+    InsufficientBalance,
+    UnknownAsset,
+    ValidationError,
+)
+from ledger import store
+from ledger.config import AssetConfig, LedgerGenesis
+from ledger.db import make_engine, migrate_engine, read_transaction, write_transaction
+from ledger.errors import InvariantViolation, JournalCorrupt, WrongEpoch
+from ledger.fields import account_hex, parse_chain, parse_token
+from ledger.journal import ZERO_HASH, JournalChain, JournalKind, Replay, verify_chain
+from ledger.minting import MAX_INT64, apply_mint_batch
+from ledger.transactions import BurnTx, SignedTx, verify_transaction
+from ledger.types import (
+    AccountInfo,
+    AssetInfo,
+    BurnRecord,
+    JournalEntry,
+    LedgerStatus,
+    MintRequest,
+    MintResult,
+    SupplyReport,
+    TxReceipt,
+    signatures_to_json,
+)
+from validators.attestation import ValidatorSet, canonical, validator_set_message
+from validators.quorum import verify_quorum
+
+log = logging.getLogger(__name__)
+MAX_PAGE = 1000  # most rows one burns()/journal() call returns
+
+
+class Ledger:
+    """The native ledger over one database. Thread-safe; open with `Ledger.open`."""
+
+    def __init__(self, engine: Engine, network: str) -> None:
+        self._engine = engine
+        self._network = network
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls, database_url: str, network: str, genesis: LedgerGenesis, *, migrate: bool = True
+    ) -> Ledger:
+        """Open (creating on first use) the ledger at `database_url`.
+
+        Runs the Alembic migrations (unless `migrate` is False), writes the genesis on an empty
+        database, checks it against the stored one otherwise, then registers the genesis
+        bridges and assets (idempotent).
+
+        Args:
+            database_url: ``sqlite:///path`` or ``postgresql://...``.
+            network: Ferry network name (e.g. ``devnet``); signed into every transaction.
+            genesis: genesis validator set, bridges and assets.
+
+        Raises:
+            ConfigError: unsupported URL; the stored network or genesis set differs; a bridge
+                or asset conflicts with the stored one.
+        """
+        if not network or len(network) > 64:
+            raise ConfigError("network must be 1..64 chars")
+        engine = make_engine(database_url)
+        if migrate:
+            migrate_engine(engine)
+        ledger = cls(engine, network)
+        ledger._init_genesis(genesis.validator_set)
+        for chain, contract in genesis.bridges.items():
+            ledger.register_bridge(chain, contract)
+        for asset in genesis.assets:
+            ledger.register_asset(asset)
+        return ledger
+
+    @property
+    def network(self) -> str:
+        return self._network
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Connection, store.State]]:
+        with self._lock, write_transaction(self._engine) as conn:
+            state = store.lock_state(conn)
+            if state is None:
+                raise ConfigError("ledger has no genesis; open it with Ledger.open")
+            if state.network != self._network:
+                raise ConfigError(f"database is network {state.network!r}, not {self._network!r}")
+            yield conn, state
+
+    def _init_genesis(self, genesis_set: ValidatorSet) -> None:
+        with self._lock, write_transaction(self._engine) as conn:
+            state = store.lock_state(conn)
+            if state is None:
+                chain = JournalChain(0, ZERO_HASH)
+                store.insert_journal(conn, [chain.append(JournalKind.GENESIS, {
+                    "network": self._network, "validator_set": genesis_set.to_json(),
+                })])
+                store.insert_validator_set(conn, genesis_set, chain.seq)
+                store.create_state(conn, self._network, genesis_set.epoch, chain)
+                log.info("ledger genesis network=%s epoch=%d", self._network, genesis_set.epoch)
+                return
+            if state.network != self._network:
+                raise ConfigError(f"database is network {state.network!r}, not {self._network!r}")
+            stored = store.load_validator_set(conn, genesis_set.epoch)
+            if stored is None or (stored.threshold, store.members_json(stored)) != (
+                genesis_set.threshold, store.members_json(genesis_set)
+            ):
+                raise ConfigError(f"genesis validator set (epoch {genesis_set.epoch}) differs "
+                                  "from the one stored in the ledger")
+
+    def register_bridge(self, chain: str, contract: str) -> None:
+        """Record `contract` as the bridge of origin chain `chain` (no-op if already so).
+
+        Raises:
+            ValidationError, InvalidAddress: malformed chain id or address.
+            ConfigError: `chain` already has another bridge (SECURITY: never silently replaced).
+        """
+        chain = parse_chain(chain)
+        contract = parse_token(chain, contract.lower() if chain.startswith("eip155:") else contract,
+                               "bridge contract")
+        with self._writing() as (conn, state):
+            current = store.load_bridges(conn).get(chain)
+            if current == contract:
+                return
+            if current is not None:
+                raise ConfigError(f"{chain} already has bridge {current}, refusing {contract}")
+            journal = JournalChain(state.seq, state.head)
+            store.insert_journal(conn, [journal.append(
+                JournalKind.BRIDGE, {"chain": chain, "contract": contract})])
+            store.insert_bridge(conn, chain, contract, journal.seq)
+            store.save_head(conn, journal)
+
+    def register_asset(self, asset: AssetConfig) -> AssetInfo:
+        """Register the wrapped asset of (origin_chain, origin_token) (no-op if identical).
+
+        Returns:
+            The asset with its current counters.
+
+        Raises:
+            ConfigError: already registered with another symbol or decimals.
+        """
+        with self._writing() as (conn, state):
+            current = store.load_asset(conn, asset.asset)
+            if current is not None:
+                if (current.symbol, current.decimals) != (asset.symbol, asset.decimals):
+                    raise ConfigError(f"asset {asset.asset} is registered as {current.symbol} "
+                                      f"with {current.decimals} decimals")
+                return current
+            info = AssetInfo(asset.asset, asset.symbol, asset.origin_chain, asset.origin_token,
+                             asset.decimals, 0, 0, 0)
+            journal = JournalChain(state.seq, state.head)
+            store.insert_journal(conn, [journal.append(JournalKind.ASSET, {
+                "asset": info.asset, "symbol": info.symbol, "origin_chain": info.origin_chain,
+                "origin_token": info.origin_token, "decimals": str(info.decimals),
+            })])
+            store.insert_asset(conn, info, journal.seq)
+            store.save_head(conn, journal)
+            return info
+
+    def mint(self, request: MintRequest) -> MintResult:
+        """`mint_batch` of one request."""
+        return self.mint_batch([request])[0]
+
+    def mint_batch(self, requests: Sequence[MintRequest]) -> list[MintResult]:
+        """Mint each request that carries a valid quorum certificate (rules: `ledger.minting`).
+
+        One DB transaction for the batch; a rejected or duplicate request writes nothing and
+        does not affect the others. Idempotent: a request whose event id was minted before
+        returns ``duplicate`` with the original journal seq.
+
+        Returns:
+            One `MintResult` per request, in order (rejections carry the error `code`).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of the batch applied.
+        """
+        if not requests:
+            return []
+        for attempt in (1, 2):
+            try:
+                with self._writing() as (conn, state):
+                    results = apply_mint_batch(conn, state, requests)
+                break
+            except IntegrityError:
+                # Only reachable if another writer bypassed the state-row lock; the retry sees
+                # its mints as duplicates. The primary key kept the ledger consistent.
+                if attempt == 2:
+                    raise
+                log.warning("mint batch hit a unique constraint; retrying n=%d", len(requests))
+        minted = sum(1 for r in results if r.status == "minted")
+        log.info("mint batch n=%d minted=%d", len(requests), minted)
+        return results
+
+    def submit_transaction(self, signed: SignedTx) -> TxReceipt:
+        """Apply a user-signed burn or transfer (format: `ledger.transactions`).
+
+        A burn debits the account, lowers supply, raises burned_total and records the payout
+        (burn_id = sha256 of the signed bytes). A transfer moves balance between accounts.
+
+        Returns:
+            The journal seq and, for a burn, the 32-byte burn id.
+
+        Raises:
+            ValidationError, InvalidAddress: malformed body; burn dest_chain is not the asset's
+                origin chain.
+            WrongNetwork, InvalidSignature: see `verify_transaction`.
+            UnknownAsset: asset not registered.
+            BadNonce: nonce is not the account's next nonce (replay or gap).
+            InsufficientBalance: balance below amount.
+        """
+        tx = verify_transaction(signed, self._network)
+        account = account_hex(tx.account)
+        with self._writing() as (conn, state):
+            asset = store.load_asset(conn, tx.asset)
+            if asset is None:
+                raise UnknownAsset(f"no asset {tx.asset}")
+            if isinstance(tx, BurnTx) and tx.dest_chain != asset.origin_chain:
+                raise ValidationError(f"{tx.asset} can only be burned to {asset.origin_chain}, "
+                                      f"not {tx.dest_chain}")
+            nonces = store.load_nonces(conn, [account])
+            expected = nonces.get(account, 0)
+            if tx.nonce != expected:
+                raise BadNonce(f"account {account} next nonce is {expected}, got {tx.nonce}")
+            balance = store.load_balances(conn, [(account, tx.asset)]).get((account, tx.asset), 0)
+            if balance < tx.amount:
+                raise InsufficientBalance(f"balance {balance} < amount {tx.amount} of {tx.asset}")
+            journal = JournalChain(state.seq, state.head)
+            body_text = canonical(dict(signed.body)).decode()
+            signature = "0x" + signed.signature.hex()
+            tx_id = "0x" + signed.tx_id.hex()
+            if isinstance(tx, BurnTx):
+                row = journal.append(JournalKind.BURN, {
+                    "burn_id": tx_id, "tx": dict(signed.body), "signature": signature})
+                store.insert_journal(conn, [row])
+                store.save_asset_counters(conn, [replace(
+                    asset, supply=asset.supply - tx.amount,
+                    burned_total=asset.burned_total + tx.amount)])
+                conn.execute(insert(store.BURNS).values(
+                    burn_id=tx_id, seq=journal.seq, account=account, asset=tx.asset,
+                    amount=tx.amount, dest_chain=tx.dest_chain, dest_address=tx.dest_address,
+                    tx=body_text, signature=signature,
+                ))
+                store.write_balances(conn, {}, {(account, tx.asset): balance - tx.amount})
+            else:
+                to = account_hex(tx.to)
+                row = journal.append(JournalKind.TRANSFER, {
+                    "tx_id": tx_id, "tx": dict(signed.body), "signature": signature})
+                store.insert_journal(conn, [row])
+                if to not in store.load_nonces(conn, [to]):
+                    store.insert_accounts(conn, [to])
+                to_balance = store.load_balances(conn, [(to, tx.asset)])
+                store.write_balances(conn, {} if to_balance else {(to, tx.asset): tx.amount}, {
+                    (account, tx.asset): balance - tx.amount,
+                    **{k: v + tx.amount for k, v in to_balance.items()},
+                })
+                conn.execute(insert(store.TRANSFERS).values(
+                    tx_id=tx_id, seq=journal.seq, account=account, to_account=to,
+                    asset=tx.asset, amount=tx.amount, tx=body_text, signature=signature,
+                ))
+            store.set_nonce(conn, account, expected + 1)
+            store.save_head(conn, journal)
+        log.info("tx applied kind=%s seq=%d tx=%s", signed.body["kind"], journal.seq, tx_id)
+        return TxReceipt(seq=journal.seq, burn_id=signed.burn_id)
+
+    def rotate_validator_set(
+        self, new_set: ValidatorSet, signatures: Sequence[tuple[bytes, bytes]]
+    ) -> int:
+        """Hand the ledger over to `new_set`, certified by a quorum of the current set over
+        `validator_set_message(network, current_epoch, new_set)`.
+
+        SECURITY: from the returned seq on, only `new_set` signatures under its epoch count.
+
+        Returns:
+            The journal seq of the rotation.
+
+        Raises:
+            WrongEpoch: ``new_set.epoch`` is not above the current epoch (or above 2**63-1).
+            InvalidSignature, QuorumNotMet: the certificate does not verify.
+        """
+        with self._writing() as (conn, state):
+            if not state.epoch < new_set.epoch <= MAX_INT64:
+                raise WrongEpoch(f"new epoch {new_set.epoch} must exceed current {state.epoch}")
+            current = store.load_validator_set(conn, state.epoch)
+            assert current is not None, "state epoch without a stored validator set"
+            message = validator_set_message(self._network, state.epoch, new_set)
+            verify_quorum(message, signatures, current)
+            journal = JournalChain(state.seq, state.head)
+            store.insert_journal(conn, [journal.append(JournalKind.VALIDATOR_SET, {
+                "previous_epoch": str(state.epoch), "validator_set": new_set.to_json(),
+                "signatures": signatures_to_json(sorted(signatures)),
+            })])
+            store.insert_validator_set(conn, new_set, journal.seq)
+            store.save_head(conn, journal, epoch=new_set.epoch)
+        log.info("validator set rotated epoch=%d->%d seq=%d", state.epoch, new_set.epoch,
+                 journal.seq)
+        return journal.seq
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def _state(self, conn: Connection) -> store.State:
+        state = store.read_state(conn)
+        if state is None:
+            raise ConfigError("ledger has no genesis")
+        return state
+
+    def status(self) -> LedgerStatus:
+        """Network, current epoch and set, journal seq and 32-byte head."""
+        with read_transaction(self._engine) as conn:
+            state = self._state(conn)
+            vset = store.load_validator_set(conn, state.epoch)
+        assert vset is not None
+        return LedgerStatus(state.network, state.epoch, vset, state.seq, state.head)
+
+    def validator_set(self) -> ValidatorSet:
+        """The current validator set."""
+        return self.status().validator_set
+
+    def account(self, account: bytes) -> AccountInfo:
+        """Next nonce and non-zero balances of a 32-byte account (nonce 0, none if unseen)."""
+        key = account_hex(account)
+        with read_transaction(self._engine) as conn:
+            nonce = store.load_nonces(conn, [key]).get(key, 0)
+            rows = conn.execute(select(store.BALANCES).where(store.BALANCES.c.account == key))
+            balances = {r.asset: r.amount for r in rows if r.amount}
+        return AccountInfo(account, nonce, balances)
+
+    def burns(self, after_seq: int = 0, limit: int = 100) -> list[BurnRecord]:
+        """Burns with journal seq > `after_seq`, oldest first, at most `limit` (1..1000)."""
+        _check_page(after_seq, limit)
+        b, a = store.BURNS, store.ASSETS
+        q = (select(b, a.c.origin_chain, a.c.origin_token).join(a, a.c.asset == b.c.asset)
+             .where(b.c.seq > after_seq).order_by(b.c.seq).limit(limit))
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(q).all()
+        return [
+            BurnRecord(
+                seq=r.seq, burn_id=bytes.fromhex(r.burn_id[2:]),
+                account=bytes.fromhex(r.account[2:]), asset=r.asset,
+                origin_chain=r.origin_chain, origin_token=r.origin_token, amount=r.amount,
+                dest_chain=r.dest_chain, dest_address=r.dest_address, tx=json.loads(r.tx),
+                signature=bytes.fromhex(r.signature[2:]),
+            )
+            for r in rows
+        ]
+
+    def assets(self) -> list[AssetInfo]:
+        """Registered assets with supply counters, by asset id."""
+        with read_transaction(self._engine) as conn:
+            return list(store.load_assets(conn).values())
+
+    def journal(self, after_seq: int = 0, limit: int = 100) -> list[JournalEntry]:
+        """Journal entries with seq > `after_seq`, oldest first, at most `limit` (1..1000)."""
+        _check_page(after_seq, limit)
+        with read_transaction(self._engine) as conn:
+            return store.journal_page(conn, after_seq, limit)
+
+    def verify_journal(self) -> int:
+        """Recompute the whole hash chain, replay it, and compare with the stored state.
+
+        Checks: seq continuity from 1, every ``prev_hash`` and ``hash``, the head stored in
+        `ledger_state`, and that replaying the payloads yields exactly the stored balances,
+        nonces, supply counters, epoch and number of mints/burns.
+
+        Returns:
+            The number of entries verified.
+
+        Raises:
+            JournalCorrupt: the first discrepancy found.
+        """
+        replay = Replay()
+        seq, head = 0, ZERO_HASH
+        with read_transaction(self._engine) as conn:
+            while page := store.journal_page(conn, seq, MAX_PAGE):
+                seq, head = verify_chain(page, seq, head)
+                for entry in page:
+                    replay.apply(entry)
+            state = self._state(conn)
+            if (state.seq, state.head) != (seq, head):
+                raise JournalCorrupt("stored head differs from the recomputed chain", seq=seq)
+            if state.epoch != replay.epoch:
+                raise JournalCorrupt("stored epoch differs from the replayed one")
+            balances = {(r.account, r.asset): r.amount
+                        for r in conn.execute(select(store.BALANCES)) if r.amount}
+            if balances != {k: v for k, v in replay.balances.items() if v}:
+                raise JournalCorrupt("stored balances differ from the replayed ones")
+            nonces = {r.account: r.nonce for r in conn.execute(select(store.ACCOUNTS)) if r.nonce}
+            if nonces != replay.nonces:
+                raise JournalCorrupt("stored nonces differ from the replayed ones")
+            for info in store.load_assets(conn).values():
+                if (info.supply, info.minted_total, info.burned_total) != (
+                    replay.supply.get(info.asset), replay.minted.get(info.asset),
+                    replay.burned.get(info.asset),
+                ):
+                    raise JournalCorrupt(f"stored counters of {info.asset} differ from replay")
+            mints = conn.execute(select(func.count()).select_from(store.MINTS)).scalar_one()
+            if mints != len(replay.event_ids):
+                raise JournalCorrupt("stored mints differ from the replayed ones")
+        return seq
+
+    def supply_report(self) -> list[SupplyReport]:
+        """Per asset: supply, minted_total, burned_total and the sum of all balances."""
+        with read_transaction(self._engine) as conn:
+            assets = store.load_assets(conn)
+            totals = dict.fromkeys(assets, 0)
+            for r in conn.execute(select(store.BALANCES.c.asset, store.BALANCES.c.amount)):
+                totals[r.asset] += r.amount
+        return [SupplyReport(a, i.supply, i.minted_total, i.burned_total, totals[a])
+                for a, i in assets.items()]
+
+    def check_invariants(self) -> list[SupplyReport]:
+        """Check ``supply == minted_total - burned_total == sum of balances`` for every asset.
+
+        Returns:
+            The supply report (all holding).
+
+        Raises:
+            InvariantViolation: listing every asset where it fails.
+        """
+        report = self.supply_report()
+        bad = [r for r in report if not r.holds]
+        if bad:
+            raise InvariantViolation("; ".join(
+                f"{r.asset}: supply={r.supply} minted={r.minted_total} burned={r.burned_total} "
+                f"balances={r.balances_total}" for r in bad))
+        return report
+
+
+def _check_page(after_seq: int, limit: int) -> None:
+    if after_seq < 0 or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"need after_seq >= 0 and limit in 1..{MAX_PAGE}")
