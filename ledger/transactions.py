@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -223,15 +224,35 @@ def verify_transaction(signed: SignedTx, network: str) -> ParsedTx:
     return tx
 
 
-def _sign(signing_key: SigningKey, body: dict[str, str]) -> SignedTx:
+class KeyFileSigner(Protocol):
+    """An unlocked key file (e.g. `validators.keystore.ValidatorKeys`): Ed25519 public key and
+    a 64-byte RFC 8032 signature over given bytes."""
+
+    @property
+    def ed25519_public(self) -> bytes: ...
+
+    def sign_attestation(self, message: bytes) -> bytes: ...
+
+
+AccountKey = SigningKey | KeyFileSigner
+
+
+def _public(key: AccountKey) -> bytes:
+    return bytes(key.verify_key) if isinstance(key, SigningKey) else key.ed25519_public
+
+
+def _sign(signing_key: AccountKey, body: dict[str, str]) -> SignedTx:
     unsigned = SignedTx(body=body, signature=b"\x00" * 64)
     parse_transaction(unsigned)  # refuse to sign what the ledger would refuse to parse
-    signature = signing_key.sign(unsigned.signed_bytes).signature
+    if isinstance(signing_key, SigningKey):
+        signature = bytes(signing_key.sign(unsigned.signed_bytes).signature)
+    else:
+        signature = signing_key.sign_attestation(unsigned.signed_bytes)
     return SignedTx(body=body, signature=signature)
 
 
 def sign_burn(
-    signing_key: SigningKey,
+    signing_key: AccountKey,
     network: str,
     nonce: int,
     asset: str,
@@ -242,7 +263,8 @@ def sign_burn(
     """Build and sign a burn.
 
     Args:
-        signing_key: the account's Ed25519 key (its public key is the account).
+        signing_key: the account's Ed25519 key (its public key is the account): a PyNaCl
+            `SigningKey` or an unlocked key file (`KeyFileSigner`).
         network: the ledger's network name.
         nonce: the account's next nonce (``GET /v1/ledger/accounts/{account}``).
         asset: asset id (`adapters.base.asset_key`).
@@ -259,7 +281,7 @@ def sign_burn(
     body = {
         "network": network,
         "kind": TxKind.BURN.value,
-        "account": "0x" + bytes(signing_key.verify_key).hex(),
+        "account": "0x" + _public(signing_key).hex(),
         "nonce": str(nonce),
         "asset": asset,
         "amount": str(amount),
@@ -270,7 +292,7 @@ def sign_burn(
 
 
 def sign_transfer(
-    signing_key: SigningKey, network: str, nonce: int, asset: str, amount: int, to: bytes
+    signing_key: AccountKey, network: str, nonce: int, asset: str, amount: int, to: bytes
 ) -> SignedTx:
     """Build and sign a transfer of `amount` base units of `asset` to account `to` (32 bytes).
 
@@ -280,7 +302,7 @@ def sign_transfer(
     body = {
         "network": network,
         "kind": TxKind.TRANSFER.value,
-        "account": "0x" + bytes(signing_key.verify_key).hex(),
+        "account": "0x" + _public(signing_key).hex(),
         "nonce": str(nonce),
         "asset": asset,
         "amount": str(amount),

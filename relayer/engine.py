@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 S = TransferStatus
 LEDGER = "ferry:ledger"
 # Codes with which the ledger refuses a certificate that fresh signatures could fix.
-RECOLLECT_CODES = frozenset({"quorum_not_met", "invalid_signature"})
+RECOLLECT_CODES = frozenset({"quorum_not_met", "invalid_signature", "wrong_epoch"})
 
 
 class Ledger(Protocol):

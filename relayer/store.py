@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from adapters.base import BlockRef, Clock, LockEvent, SystemClock
 from adapters.errors import IllegalTransition
-from relayer.db import make_engine, migrate
+from relayer.db import make_engine, migrate, write_transaction
 from relayer.machine import TransferKind, TransferStatus, check_transition
 from relayer.models import Attestation, Cursor, ScannedBlock, Transfer, TransferHistory
 
@@ -80,7 +80,7 @@ class Store:
         if not changes:
             return 0
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             ids = [c.id for c in changes]
             current: dict[int, str] = {}
             for chunk in _chunks(ids, 900):
@@ -114,7 +114,7 @@ class Store:
             The number of new transfers.
         """
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             keys = [e.event_id for e in events]
             existing: dict[str, Any] = {}
             for chunk in _chunks(keys, 900):
@@ -165,7 +165,7 @@ class Store:
             The number of transfers dropped.
         """
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             rows = conn.execute(select(T.c.id).where(and_(
                 T.c.source_chain == chain, T.c.kind == TransferKind.LOCK.value,
                 T.c.block_number > fork.number,
@@ -180,7 +180,7 @@ class Store:
         """Persist ledger burns as `confirmed` transfers (the ledger is final) and move the
         ledger cursor, in one transaction. Already-stored burn ids are skipped."""
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             keys = [b.burn_id for b in burns]
             seen: set[str] = set()
             for chunk in _chunks(keys, 900):
@@ -213,7 +213,7 @@ class Store:
         if not rows:
             return 0
         now = self.clock.now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             have: set[tuple[str, str, int, str]] = set()
             for chunk in _chunks(sorted({r["event_key"] for r in rows}), 900):
                 have.update((r.kind, r.event_key, r.epoch, r.validator) for r in conn.execute(
@@ -293,7 +293,7 @@ class Store:
         return [BlockRef(r.number, r.hash) for r in rows]
 
     def prune_trail(self, chain: str, below: int) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number < below)))
 
     @staticmethod

@@ -1,0 +1,219 @@
+"""A complete local Ferry network in one directory: two anvil chains (Ethereum and BSC devnets),
+deployed bridges and a test token, encrypted keys, one `ferry.toml`, and the ledger, relayer and
+validator processes.
+
+Owns: building and tearing down that network for `ferry demo`, `ferry devnet up|down` and the
+end-to-end tests. Must not be pointed at a network with real value: it funds accounts with
+``anvil_setBalance`` and deploys with anvil's public dev key. It is part of the composition root
+(`relayer.cli`), so it may import concrete adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+
+from adapters.base import NATIVE_TOKEN
+from adapters.evm import devnet as evm
+from relayer.cli.procs import ServiceProcess
+from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
+
+ETH_CHAIN_ID = 31337
+BSC_CHAIN_ID = 31338
+EVM_FUNDS_WEI = 1_000 * 10**18
+
+
+@dataclass
+class DevnetInfo:
+    """What a running devnet exposes (also written to ``<root>/devnet.json``)."""
+
+    root: str
+    config: str
+    rpc: dict[str, str]  # chain name -> RPC URL
+    chain_ids: dict[str, int]
+    bridges: dict[str, str]  # chain name -> bridge address
+    test_token: str  # on ethereum
+    ledger_url: str
+    relayer_url: str
+    metrics_url: str
+    validators: list[dict[str, str]] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def write_evm_keystore(path: Path, passphrase: str) -> str:
+    """Create a fresh EVM account as a Web3 Secret Storage (v3, scrypt) file, mode 0600; the
+    relayer's gas-paying submitter key. Returns its lowercase address."""
+    account = Account.create()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(Account.encrypt(account.key, passphrase), f)
+    return str(account.address).lower()
+
+
+class Devnet:
+    """Build, start and stop a local Ferry network under `root`.
+
+    Args:
+        root: directory for config, keys, databases and logs (created).
+        validators, threshold: the m-of-n validator set (3 of 5 by default).
+        confirmation_depth: blocks each chain waits before a lock counts.
+        block_time_s: anvil interval mining (None mines a block per transaction).
+        kdf: Argon2id cost of the keystores (tests pass a cheap one).
+    """
+
+    def __init__(self, root: Path, *, validators: int = 5, threshold: int = 3,
+                 confirmation_depth: int = 2, block_time_s: float | None = 1.0,
+                 kdf: KdfParams = PRODUCTION_KDF, poll_interval_s: float = 0.25) -> None:
+        self.root = Path(root).resolve()
+        self.n, self.threshold, self.depth = validators, threshold, confirmation_depth
+        self.block_time_s, self.kdf, self.poll_interval_s = block_time_s, kdf, poll_interval_s
+        # Devnet-only passphrase: the keystores are real and encrypted, the secret is handed to
+        # child processes through the environment and kept in a 0600 file for `devnet down/up`.
+        self.passphrase = secrets.token_urlsafe(24)
+        self.nodes: dict[str, evm.AnvilNode] = {}
+        self.services: dict[str, ServiceProcess] = {}
+        self.keys: list[ValidatorKeys] = []
+        self.info: DevnetInfo | None = None
+
+    # ------------------------------------------------------------------ chains
+    def start_chains(self) -> None:
+        for name, chain_id in (("ethereum", ETH_CHAIN_ID), ("bsc", BSC_CHAIN_ID)):
+            node = evm.AnvilNode(chain_id, block_time_s=self.block_time_s,
+                                 workdir=self.root / f"anvil-{name}")
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.start()
+            self.nodes[name] = node
+        for node in self.nodes.values():
+            node.wait_ready(timeout_s=30)
+
+    def deploy(self) -> DevnetInfo:
+        """Create keys, deploy bridges and the test token, fund the relayer, write the config."""
+        keydir = self.root / "keys"
+        (self.root / "passphrase").write_text(self.passphrase)
+        (self.root / "passphrase").chmod(0o600)
+        self.keys = [new_keystore(keydir / f"validator-{i}.json", self.passphrase, kdf=self.kdf)
+                     for i in range(1, self.n + 1)]
+        submitter_address = write_evm_keystore(keydir / "relayer.json", self.passphrase)
+        members = sorted(k.evm_address for k in self.keys)
+        rpc, bridges = {}, {}
+        test_token = ""
+        for name, node in self.nodes.items():
+            w3 = evm.connect(node.rpc_url)
+            allowed = [NATIVE_TOKEN]
+            if name == "ethereum":
+                test_token = evm.deploy_test_token(w3, sender_key=evm.ANVIL_DEV_KEY,
+                                                   name="Ferry Test", symbol="TEST")
+                allowed.append(test_token)
+            bridges[name] = evm.deploy_bridge(w3, members, self.threshold, allowed,
+                                              sender_key=evm.ANVIL_DEV_KEY)
+            evm.fund(w3, submitter_address, EVM_FUNDS_WEI)
+            rpc[name] = node.rpc_url
+        ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics")}
+        config = self.root / "ferry.toml"
+        config.write_text(self._config_text(rpc, bridges, test_token, ports))
+        self.info = DevnetInfo(
+            root=str(self.root), config=str(config), rpc=rpc,
+            chain_ids={"ethereum": ETH_CHAIN_ID, "bsc": BSC_CHAIN_ID}, bridges=bridges,
+            test_token=test_token, ledger_url=f"http://127.0.0.1:{ports['ledger']}",
+            relayer_url=f"http://127.0.0.1:{ports['relayer']}",
+            metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
+            validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
+                         "evm_address": k.evm_address} for i, k in enumerate(self.keys)])
+        self._save()
+        return self.info
+
+    def _config_text(self, rpc: dict[str, str], bridges: dict[str, str], token: str,
+                     ports: dict[str, int]) -> str:
+        chains = "".join(
+            f'\n[[chains]]\nname = "{name}"\nchain_id = {cid}\nrpc_url = "{rpc[name]}"\n'
+            f'bridge_address = "{bridges[name]}"\nconfirmation_depth = {self.depth}\n'
+            f"poll_interval_s = {self.poll_interval_s}\n"
+            for name, cid in (("ethereum", ETH_CHAIN_ID), ("bsc", BSC_CHAIN_ID)))
+        assets = "".join(
+            f'\n[[assets]]\nsymbol = "{sym}"\norigin_chain = "eip155:{cid}"\n'
+            f'origin_token = "{tok}"\ndecimals = 18\n'
+            for sym, cid, tok in (("wETH", ETH_CHAIN_ID, NATIVE_TOKEN),
+                                  ("wTEST", ETH_CHAIN_ID, token),
+                                  ("wBNB", BSC_CHAIN_ID, NATIVE_TOKEN)))
+        members = "".join(
+            f'\n[[validator_set.members]]\nname = "validator-{i + 1}"\n'
+            f'ed25519 = "{k.ed25519_public_hex}"\nevm_address = "{k.evm_address}"\n'
+            for i, k in enumerate(self.keys))
+        return (
+            "# Generated by `ferry devnet up` / `ferry demo`: a local devnet, no real value.\n"
+            'network = "ferry-devnet"\n\n'
+            f'[ledger]\ndatabase_url = "sqlite:///{self.root}/ledger.sqlite"\n'
+            f"port = {ports['ledger']}\n\n"
+            f'[relayer]\ndatabase_url = "sqlite:///{self.root}/relayer.sqlite"\n'
+            f"port = {ports['relayer']}\nmetrics_port = {ports['metrics']}\n"
+            f"poll_interval_s = {self.poll_interval_s}\n"
+            f'submitter_keystore = "{self.root}/keys/relayer.json"\n'
+            f"{chains}{assets}\n[validator_set]\nepoch = 1\nthreshold = {self.threshold}\n"
+            f"{members}")
+
+    # ------------------------------------------------------------------ services
+    def service_env(self) -> dict[str, str]:
+        return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase}
+
+    def validator_env(self, i: int) -> dict[str, str]:
+        assert self.info is not None
+        return {
+            "FERRY_VALIDATOR__NAME": f"validator-{i}",
+            "FERRY_VALIDATOR__KEYSTORE": str(self.root / "keys" / f"validator-{i}.json"),
+            "FERRY_VALIDATOR__PASSPHRASE": self.passphrase,
+            "FERRY_VALIDATOR__RELAYER_URL": self.info.relayer_url,
+            "FERRY_VALIDATOR__LEDGER_URL": self.info.ledger_url,
+            "FERRY_VALIDATOR__STATE_FILE": str(self.root / f"validator-{i}.state.json"),
+            "FERRY_VALIDATOR__POLL_INTERVAL_S": str(self.poll_interval_s),
+        }
+
+    def service(self, name: str) -> ServiceProcess:
+        """A (not yet started) process for `ledger`, `relayer` or `validator-<i>`."""
+        assert self.info is not None
+        cfg = ["--config", self.info.config]
+        logs = self.root / "logs"
+        if name == "ledger":
+            return ServiceProcess(name, ["ledger", "serve", *cfg], logs / "ledger.log")
+        if name == "relayer":
+            return ServiceProcess(name, ["relayer", "run", *cfg], logs / "relayer.log",
+                                  self.service_env())
+        i = int(name.rsplit("-", 1)[1])
+        return ServiceProcess(name, ["validator", "run", *cfg], logs / f"{name}.log",
+                              self.validator_env(i))
+
+    def start_services(self) -> None:
+        """Ledger, then relayer, then the validators, each waited for."""
+        assert self.info is not None
+        self.services["ledger"] = self.service("ledger").start()
+        self.services["ledger"].wait_http(f"{self.info.ledger_url}/v1/ledger/status")
+        self.start_relayer()
+        for i in range(1, self.n + 1):
+            self.services[f"validator-{i}"] = self.service(f"validator-{i}").start()
+        self._save()
+
+    def start_relayer(self) -> ServiceProcess:
+        assert self.info is not None
+        proc = self.service("relayer").start()
+        self.services["relayer"] = proc
+        proc.wait_http(f"{self.info.relayer_url}/healthz")
+        return proc
+
+    def stop(self) -> None:
+        """Stop every process this object started (services first, then chains)."""
+        for proc in reversed(list(self.services.values())):
+            proc.stop()
+        for node in self.nodes.values():
+            node.stop()
+
+    def _save(self) -> None:
+        assert self.info is not None
+        self.info.pids = {n: p.pid for n, p in self.services.items() if p.alive()}
+        self.info.pids.update({f"anvil-{n}": node.pid for n, node in self.nodes.items()
+                               if node.pid is not None})
+        (self.root / "devnet.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")

@@ -1,0 +1,99 @@
+"""Child processes of `ferry demo` and `ferry devnet`: start a Ferry service, wait until it
+answers HTTP, stop it, and show its log when it fails.
+
+Owns: process lifetime for the demo and tests. Must not know what the services do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from adapters.errors import BridgeError
+
+
+class ServiceFailed(BridgeError):
+    code = "service_failed"
+
+
+class ServiceProcess:
+    """`python -m relayer.cli <args>` as a child process with its own log file.
+
+    Args:
+        name: label for messages (``ledger``, ``validator-3``, ``relayer``).
+        args: CLI arguments after ``ferry``.
+        log_path: stdout and stderr go here.
+        env: extra environment (secrets travel here, never on the command line).
+    """
+
+    def __init__(self, name: str, args: Sequence[str], log_path: Path,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.name, self.args, self.log_path = name, list(args), log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "relayer.cli", *self.args], stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_http(self, url: str, timeout_s: float = 30.0) -> None:
+        """Poll `url` until it answers 200; fail fast if the process died.
+
+        Raises:
+            ServiceFailed: exited, or no answer within `timeout_s` (message has the log tail).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServiceFailed(f"{self.name} exited; log:\n{self.log_tail()}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush (crash tests)."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s`; idempotent."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout_s)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return "<no log>"
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])

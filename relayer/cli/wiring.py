@@ -1,0 +1,156 @@
+"""Wiring: turn a validated `FerryConfig` into running processes. Part of the composition root,
+so it may import concrete adapters (`adapters.evm`), the ledger service and the validator daemon.
+
+Owns: construction only. Must not hold business logic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from eth_account import Account
+
+from adapters.errors import ConfigError, KeystoreError, UnknownAsset, ValidationError
+from adapters.evm.adapter import EvmAdapter
+from relayer.config import FerryConfig
+
+log = logging.getLogger(__name__)
+
+
+def chain_adapters(cfg: FerryConfig, submitter_key: bytes | None = None) -> dict[str, EvmAdapter]:
+    """One adapter per configured chain; each checks its RPC's chain id first (WrongChain)."""
+    adapters = {}
+    for c in cfg.chains:
+        adapter = EvmAdapter(c, submitter_key)
+        adapter.verify_chain()
+        adapters[c.caip2] = adapter
+    return adapters
+
+
+def load_submitter_key(cfg: FerryConfig) -> bytes | None:
+    """The relayer's gas-paying EVM key from its Web3 Secret Storage file, or None if unset.
+
+    Raises:
+        KeystoreError: unreadable file or wrong passphrase. ConfigError: passphrase missing.
+    """
+    path = cfg.relayer.submitter_keystore
+    if path is None:
+        return None
+    if cfg.relayer.submitter_passphrase is None:
+        raise ConfigError("relayer.submitter_passphrase is required with submitter_keystore "
+                          "(set FERRY_RELAYER__SUBMITTER_PASSPHRASE)")
+    try:
+        return bytes(Account.decrypt(json.loads(path.read_text()),
+                                     cfg.relayer.submitter_passphrase.get_secret_value()))
+    except OSError as exc:
+        raise KeystoreError(f"cannot read submitter keystore {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise KeystoreError(f"cannot decrypt submitter keystore {path} (wrong passphrase?)") from exc
+
+
+def open_ledger(cfg: FerryConfig) -> Any:
+    from ledger.config import LedgerGenesis
+    from ledger.service import Ledger
+
+    genesis = LedgerGenesis(
+        validator_set=cfg.genesis_set(),
+        bridges={c.caip2: c.bridge_address for c in cfg.chains},
+        assets=list(cfg.assets),
+    )
+    return Ledger.open(cfg.ledger.database_url, cfg.network, genesis)
+
+
+def serve_ledger(cfg: FerryConfig) -> None:
+    import uvicorn
+
+    from api.ledger import create_ledger_app
+
+    ledger = open_ledger(cfg)
+    log.info("ledger serving network=%s port=%d", cfg.network, cfg.ledger.port)
+    uvicorn.run(create_ledger_app(ledger), host=cfg.ledger.host, port=cfg.ledger.port,
+                log_level="warning")
+
+
+def build_relayer(
+    cfg: FerryConfig, ledger: Any = None, submitter_key: bytes | None = None
+) -> tuple[Any, Any]:
+    """(Engine, AttestationInbox) over the configured store, chains and ledger.
+
+    Args:
+        ledger: a ledger client to use instead of `LedgerClient(cfg.ledger.url)`.
+        submitter_key: the gas-paying EVM key, instead of reading the configured keystore.
+    """
+    from ledger.client import LedgerClient
+    from ledger.types import MintRequest
+    from relayer.engine import ChainPlan, Engine
+    from relayer.inbox import AttestationInbox
+    from relayer.store import Store
+
+    store = Store.open(cfg.relayer.database_url)
+    adapters = chain_adapters(cfg, submitter_key or load_submitter_key(cfg))
+    plans = {
+        caip2: ChainPlan(
+            adapter=a, start_block=cfg.chain(caip2).start_block,
+            max_block_range=cfg.chain(caip2).max_block_range,
+            assets={x.origin_token: x.asset for x in cfg.assets if x.origin_chain == caip2})
+        for caip2, a in adapters.items()}
+    engine = Engine(store, plans, ledger or LedgerClient(str(cfg.ledger.url)), cfg.network,
+                    mint_request=MintRequest, batch_size=cfg.relayer.batch_size)
+    inbox = AttestationInbox(
+        store, cfg.network, engine.validator_set, adapters,
+        {c: cache.get for c, cache in engine.bridge_sets.items()}, engine.metrics)
+    return engine, inbox
+
+
+def run_relayer_process(cfg: FerryConfig) -> None:
+    from relayer.service import run_relayer
+
+    engine, inbox = build_relayer(cfg)
+    log.info("relayer starting chains=%s port=%d metrics_port=%d", list(engine.chains),
+             cfg.relayer.port, cfg.relayer.metrics_port)
+    run_relayer(engine, inbox, cfg.relayer.host, cfg.relayer.port, cfg.relayer.metrics_port,
+                cfg.relayer.poll_interval_s)
+
+
+def run_validator_process(cfg: FerryConfig) -> None:
+    from validators.daemon import ValidatorDaemon
+    from validators.keystore import load_keystore
+
+    if cfg.validator is None:
+        raise ConfigError("validator section missing (config [validator] or FERRY_VALIDATOR__*)")
+    section = cfg.validator
+    keys = load_keystore(section.keystore, section.passphrase.get_secret_value())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
+    with ValidatorDaemon(section, cfg.network, cfg.chains, keys) as daemon:
+        daemon.run_forever(stop)
+
+
+def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[str, Any]:
+    """Sign and submit a burn of `amount` base units of `asset` (symbol or id) to `to`."""
+    from ledger.client import LedgerClient
+    from ledger.transactions import sign_burn
+
+    match = [a for a in cfg.assets if asset in (a.symbol, a.asset)]
+    if not match:
+        raise UnknownAsset(f"no asset {asset!r} in config")
+    try:
+        value = Decimal(amount)
+    except InvalidOperation as exc:
+        raise ValidationError(f"amount {amount!r} is not a number") from exc
+    if value != value.to_integral_value() or value <= 0:
+        raise ValidationError("amount must be a positive integer in base units")
+    client = LedgerClient(str(cfg.ledger.url))
+    nonce = client.account(keys.ed25519_public).nonce
+    signed = sign_burn(keys, cfg.network, nonce, match[0].asset, int(value),
+                       match[0].origin_chain, to)
+    receipt = client.submit_transaction(signed)
+    return {"burn_id": "0x" + signed.burn_id.hex(), "seq": receipt.seq,
+            "asset": match[0].asset, "amount": str(int(value)), "to": to.lower()}
