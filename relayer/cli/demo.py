@@ -44,7 +44,7 @@ class DemoFailed(BridgeError):
 
 def fmt(amount: int, decimals: int = 18) -> str:
     """Base units as a decimal string for display only (never used in arithmetic)."""
-    return str((Decimal(amount) / (Decimal(10) ** decimals)).normalize())
+    return format((Decimal(amount) / (Decimal(10) ** decimals)).normalize(), "f")
 
 
 class Narrator:
