@@ -42,10 +42,10 @@ class RelayerSection(BaseModel):
 
     database_url: str = "sqlite:///.ferry/relayer.sqlite"
     host: str = "127.0.0.1"
-    port: int = Field(8700, ge=1, le=65535)
-    metrics_port: int = Field(9700, ge=1, le=65535)
-    poll_interval_s: float = Field(0.5, gt=0)
-    batch_size: int = Field(500, ge=1, le=5000)
+    port: int = Field(default=8700, ge=1, le=65535)
+    metrics_port: int = Field(default=9700, ge=1, le=65535)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=5000)
     submitter_keystore: Path | None = None
     submitter_passphrase: SecretStr | None = None
 
@@ -63,7 +63,7 @@ class ValidatorSetConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int = Field(1, ge=1)
+    epoch: int = Field(default=1, ge=1)
     threshold: int
     members: list[MemberConfig]
 

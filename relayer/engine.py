@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 S = TransferStatus
 LEDGER = "ferry:ledger"
 # Codes with which the ledger refuses a certificate that fresh signatures could fix.
+MAX_PAGES = 20  # pages of `batch_size` one job run works through before yielding
 RECOLLECT_CODES = frozenset({"quorum_not_met", "invalid_signature", "wrong_epoch"})
 
 
@@ -136,10 +137,20 @@ class Engine:
 
     def confirm_chain(self, chain: str) -> int:
         """Move observed locks at or past confirmation depth to `confirmed` if their block is
-        still canonical; a lock whose block was replaced is dropped and its range rescanned."""
-        a = self.chains[chain].adapter
-        fin = a.finalized()
+        still canonical; a lock whose block was replaced is dropped and its range rescanned.
+        Works through every page that is ready (at most `MAX_PAGES` per run)."""
+        fin = self.chains[chain].adapter.finalized()
         self.metrics.finalized_height.labels(chain).set(fin.number)
+        done = 0
+        for _ in range(MAX_PAGES):
+            moved, full = self._confirm_page(chain, fin)
+            done += moved
+            if not full:
+                break
+        return done
+
+    def _confirm_page(self, chain: str, fin: BlockRef) -> tuple[int, bool]:
+        a = self.chains[chain].adapter
         rows = self.store.transfers(S.OBSERVED, kind=TransferKind.LOCK, chain=chain,
                                     max_block=fin.number, limit=self.batch_size)
         hashes: dict[int, str | None] = {}
@@ -152,29 +163,36 @@ class Engine:
                 fork = BlockRef(below, a.block_hash(below) or "")
                 self.store.rewind(chain, fork, "reorg: block replaced before confirmation")
                 self.metrics.reorgs.labels(chain).inc()
-                break
+                return 0, False
             depth = fin.number - r.block_number + a.confirmation_depth
             changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations"))
-        else:
-            self.store.advance(changes)
-            self.store.prune_trail(chain, below=fin.number - 256)
-            return len(changes)
-        return 0
+        self.store.advance(changes)
+        self.store.prune_trail(chain, below=fin.number - 256)
+        return len(changes), len(rows) == self.batch_size
 
     def mint(self) -> int:
-        """Collect quorums for confirmed locks and submit attested ones to the ledger.
+        """Collect quorums for confirmed locks and submit attested ones to the ledger, page by
+        page while pages come back full (at most `MAX_PAGES` per run).
 
         Returns the number of transfers executed (minted now or found already minted).
         """
+        done, after = 0, 0
+        for _ in range(MAX_PAGES):
+            rows = self.store.transfers((S.CONFIRMED, S.ATTESTED), kind=TransferKind.LOCK,
+                                        after_id=after, limit=self.batch_size)
+            if not rows:
+                break
+            done += self._mint_page(rows)
+            if len(rows) < self.batch_size:
+                break
+            after = rows[-1].id
+        return done
+
+    def _mint_page(self, rows: list[Any]) -> int:
         status = self.ledger_status.get()
         vset: ValidatorSet = status.validator_set
-        confirmed = self.store.transfers(S.CONFIRMED, kind=TransferKind.LOCK,
-                                         limit=self.batch_size)
-        attested = self.store.transfers(S.ATTESTED, kind=TransferKind.LOCK,
-                                        limit=self.batch_size)
-        rows = confirmed + attested
-        if not rows:
-            return 0
+        confirmed = [r for r in rows if r.status == S.CONFIRMED.value]
+        attested = [r for r in rows if r.status == S.ATTESTED.value]
         events = {r.event_key: _event_of(r) for r in rows}
         messages = {k: lock_attestation_message(self.network, e, vset.epoch)
                     for k, e in events.items()}

@@ -53,26 +53,29 @@ class TtlCache:
 class AttestationInbox:
     """Verify and store deliveries of the shape in the relayer's `POST /v1/attestations`.
 
+    The current sets are cached (`TtlCache`); a delivery that names a newer epoch or set nonce
+    than the cache refreshes it first, so signatures of a just-rotated set are not refused.
+
     Args:
         store: the relayer store.
         network: the Ferry network name attestations must carry.
-        validator_set: returns the ledger's current `ValidatorSet` (cached by the caller).
+        ledger_status: cached ledger status (its `validator_set` is the current set).
         adapters: chain adapters by CAIP-2 id (for release signatures).
-        bridge_sets: per chain, returns (set nonce, members) of the bridge's current set.
+        bridge_sets: per chain, cached (set nonce, members, threshold) of the bridge's set.
     """
 
     def __init__(
         self,
         store: Store,
         network: str,
-        validator_set: Callable[[], ValidatorSet],
+        ledger_status: TtlCache,
         adapters: Mapping[str, ChainAdapter],
-        bridge_sets: Mapping[str, Callable[[], tuple[int, tuple[str, ...], int]]],
+        bridge_sets: Mapping[str, TtlCache],
         metrics: RelayerMetrics,
         clock: Clock | None = None,
     ) -> None:
         self.store, self.network = store, network
-        self.validator_set, self.adapters, self.bridge_sets = validator_set, adapters, bridge_sets
+        self.ledger_status, self.adapters, self.bridge_sets = ledger_status, adapters, bridge_sets
         self.metrics = metrics
         self.clock = clock or SystemClock()
 
@@ -83,7 +86,8 @@ class AttestationInbox:
             (number newly stored, [{"index": i, "code": error code, "message": text}] rejected).
         """
         rows, rejected = [], []
-        vset = self.validator_set()
+        self._refresh_if_behind(items)
+        vset: ValidatorSet = self.ledger_status.get().validator_set
         for i, item in enumerate(items):
             try:
                 kind = item.get("kind")
@@ -99,6 +103,19 @@ class AttestationInbox:
                 rejected.append({"index": i, "code": code, "message": str(exc)})
                 self.metrics.attestations.labels(str(item.get("kind"))[:16], "rejected").inc()
         return self.store.add_attestations(rows), rejected
+
+    def _refresh_if_behind(self, items: list[dict[str, Any]]) -> None:
+        """Re-read a cached set when a delivery claims a newer epoch / set nonce than it."""
+        epochs = {str(i.get("body", {}).get("epoch", "")) for i in items
+                  if i.get("kind") == AttestationKind.LOCK.value and isinstance(i.get("body"), dict)}
+        cached = self.ledger_status.get().validator_set.epoch
+        if any(e.isdigit() and int(e) > cached for e in epochs):
+            self.ledger_status.invalidate()
+        for chain, cache in self.bridge_sets.items():
+            nonces = {str(i.get("set_nonce", "")) for i in items
+                      if i.get("kind") == "release" and i.get("chain") == chain}
+            if any(n.isdigit() and int(n) > cache.get()[0] for n in nonces):
+                cache.invalidate()
 
     def _lock(self, item: dict[str, Any], vset: ValidatorSet) -> dict[str, Any]:
         body = item["body"]
@@ -128,7 +145,7 @@ class AttestationInbox:
         adapter = self.adapters.get(chain)
         if adapter is None:
             raise ValidationError(f"chain {chain!r} is not served by this relayer")
-        set_nonce, members, _threshold = self.bridge_sets[chain]()
+        set_nonce, members, _threshold = self.bridge_sets[chain].get()
         if int(item["set_nonce"]) != set_nonce:
             raise InvalidSignature(f"set nonce {item['set_nonce']} is not the current {set_nonce}")
         burn_id = parse_hex(item["burn_id"], 32)

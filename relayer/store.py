@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from adapters.base import BlockRef, Clock, LockEvent, SystemClock
 from adapters.errors import IllegalTransition
@@ -79,18 +81,20 @@ class Store:
         changes = list(changes)
         if not changes:
             return 0
+        if len({c.id for c in changes}) != len(changes):
+            raise IllegalTransition("a transfer appears twice in one batch of changes")
         now = self.clock.now()
         with write_transaction(self.engine) as conn:
-            ids = [c.id for c in changes]
             current: dict[int, str] = {}
-            for chunk in _chunks(ids, 900):
+            for chunk in _chunks([c.id for c in changes], 900):
                 rows = conn.execute(select(T.c.id, T.c.status).where(T.c.id.in_(chunk)))
                 current.update({r.id: r.status for r in rows})
+            moves = []
             for c in changes:
                 if c.id not in current:
                     raise IllegalTransition(f"transfer {c.id} does not exist")
-                _move(conn, c.id, TransferStatus(current[c.id]), c.to, c.reason, now, c.fields)
-                current[c.id] = c.to.value
+                moves.append(Move(c.id, TransferStatus(current[c.id]), c.to, c.reason, c.fields))
+            _move_many(conn, moves, now)
         return len(changes)
 
     # ----------------------------------------------------------------- observation
@@ -140,8 +144,10 @@ class Store:
                               "amount": str(e.amount), "recipient": "0x" + e.recipient.hex(),
                               "sender": e.sender, "token": e.token}
                     if old.status == TransferStatus.DROPPED.value:
-                        _move(conn, old.id, TransferStatus.DROPPED, TransferStatus.OBSERVED,
-                              "re-observed in a new block after a reorg", now, fields)
+                        _move_many(conn, [Move(old.id, TransferStatus.DROPPED,
+                                               TransferStatus.OBSERVED,
+                                               "re-observed in a new block after a reorg",
+                                               fields)], now)
                     else:
                         conn.execute(update(T).where(T.c.id == old.id).values(
                             updated_at=now, **fields))
@@ -170,8 +176,9 @@ class Store:
                 T.c.source_chain == chain, T.c.kind == TransferKind.LOCK.value,
                 T.c.block_number > fork.number,
                 T.c.status == TransferStatus.OBSERVED.value))).all()
-            for r in rows:
-                _move(conn, r.id, TransferStatus.OBSERVED, TransferStatus.DROPPED, reason, now, {})
+            if rows:
+                _move_many(conn, [Move(r.id, TransferStatus.OBSERVED, TransferStatus.DROPPED,
+                                       reason) for r in rows], now)
             conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number > fork.number)))
             self._set_cursor(conn, f"chain:{chain}", fork)
         return len(rows)
@@ -213,22 +220,12 @@ class Store:
         if not rows:
             return 0
         now = self.clock.now()
+        fresh = [{**r, "epoch": int(r["epoch"]), "received_at": now} for r in rows]
         with write_transaction(self.engine) as conn:
-            have: set[tuple[str, str, int, str]] = set()
-            for chunk in _chunks(sorted({r["event_key"] for r in rows}), 900):
-                have.update((r.kind, r.event_key, r.epoch, r.validator) for r in conn.execute(
-                    select(A.c.kind, A.c.event_key, A.c.epoch, A.c.validator).where(
-                        A.c.event_key.in_(chunk))))
-            fresh, batch_keys = [], set()
-            for r in rows:
-                k = (r["kind"], r["event_key"], int(r["epoch"]), r["validator"])
-                if k in have or k in batch_keys:
-                    continue
-                batch_keys.add(k)
-                fresh.append({**r, "epoch": int(r["epoch"]), "received_at": now})
-            if fresh:
-                conn.execute(insert(A), fresh)
-        return len(fresh)
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = dialect_insert(A).on_conflict_do_nothing(
+                index_elements=["kind", "event_key", "epoch", "validator"])
+            return int(conn.execute(stmt, fresh).rowcount)
 
     def attestations_for(
         self, kind: str, keys: Sequence[str], epoch: int
@@ -246,12 +243,15 @@ class Store:
 
     # ----------------------------------------------------------------- reads
     def transfers(
-        self, status: TransferStatus, *, kind: TransferKind | None = None,
-        chain: str | None = None, max_block: int | None = None, limit: int = 500,
+        self, status: TransferStatus | tuple[TransferStatus, ...], *,
+        kind: TransferKind | None = None, chain: str | None = None,
+        max_block: int | None = None, after_id: int = 0, limit: int = 500,
     ) -> list[Any]:
-        """Transfers in `status` (oldest first), optionally of one kind and chain (the source
-        chain for locks, the destination for burns), at or below `max_block`."""
-        q = select(T).where(T.c.status == status.value)
+        """Transfers in `status` (one or several), oldest first, with id above `after_id`
+        (page by passing the last id seen), optionally of one kind and chain (the source chain
+        for locks, the destination for burns), at or below `max_block`."""
+        statuses = (status,) if isinstance(status, TransferStatus) else status
+        q = select(T).where(T.c.status.in_([s.value for s in statuses]), T.c.id > after_id)
         if kind is not None:
             q = q.where(T.c.kind == kind.value)
         if chain is not None:
@@ -304,21 +304,43 @@ class Store:
             conn.execute(insert(C).values(name=name, number=ref.number, hash=ref.hash))
 
 
-def _move(
-    conn: Any, transfer_id: int, frm: TransferStatus, to: TransferStatus, reason: str,
-    now: float, fields: dict[str, Any],
-) -> None:
-    """The single writer of a transfer's status: check the move, write it only if the row is
-    still in `frm` (optimistic lock), and append the history row, on the caller's transaction."""
-    check_transition(frm, to)
-    res = conn.execute(
-        update(T).where(and_(T.c.id == transfer_id, T.c.status == frm.value)).values(
-            status=to.value, reason=reason, updated_at=now, **fields)
-    )
-    if res.rowcount != 1:
-        raise IllegalTransition(f"transfer {transfer_id} moved concurrently from {frm}")
-    conn.execute(insert(H).values(
-        transfer_id=transfer_id, from_status=frm.value, to_status=to.value, reason=reason, at=now))
+@dataclass(frozen=True, slots=True)
+class Move:
+    id: int
+    frm: TransferStatus
+    to: TransferStatus
+    reason: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _move_many(conn: Any, moves: Sequence[Move], now: float) -> None:
+    """The single writer of transfer status: check every move against the transition table,
+    write each only if its row is still in `frm` (optimistic lock), and append the history
+    rows, on the caller's transaction. Statements are batched (executemany) per field set.
+
+    Raises:
+        IllegalTransition: a move not in `TRANSITIONS`, or a row that another worker moved.
+    """
+    groups: dict[tuple[str, ...], list[Move]] = {}
+    for m in moves:
+        check_transition(m.frm, m.to)
+        groups.setdefault(tuple(sorted(m.fields)), []).append(m)
+    for names, group in groups.items():
+        stmt = update(T).where(
+            and_(T.c.id == bindparam("_id"), T.c.status == bindparam("_from"))
+        ).values(status=bindparam("_to"), reason=bindparam("_reason"), updated_at=now,
+                 **{n: bindparam(f"_f_{n}") for n in names})
+        params = [{"_id": m.id, "_from": m.frm.value, "_to": m.to.value, "_reason": m.reason,
+                   **{f"_f_{n}": m.fields[n] for n in names}} for m in group]
+        if conn.dialect.supports_sane_multi_rowcount or len(params) == 1:
+            changed = conn.execute(stmt, params).rowcount
+        else:
+            changed = sum(conn.execute(stmt, p).rowcount for p in params)
+        if changed != len(params):
+            raise IllegalTransition("a transfer was moved concurrently; batch rolled back")
+    conn.execute(insert(H), [
+        {"transfer_id": m.id, "from_status": m.frm.value, "to_status": m.to.value,
+         "reason": m.reason, "at": now} for m in moves])
 
 
 def _lock_row(e: LockEvent, asset: str, status: TransferStatus, now: float) -> dict[str, Any]:

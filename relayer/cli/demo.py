@@ -158,10 +158,10 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
     weth = asset_key("eip155:31337", NATIVE_TOKEN)
     nonce = ledger.account(account).nonce
     signed = sign_burn(user_key, cfg.network, nonce, weth, UNIT // 2, "eip155:31337", payee)
-    receipt = ledger.submit_transaction(signed)
-    burn_id = "0x" + signed.burn_id.hex()
+    ledger_receipt = ledger.submit_transaction(signed)
+    burn_id = "0x" + signed.tx_id.hex()  # a burn's id is its tx id
     out.step("burned 0.5 wETH to an Ethereum address", burn_id=burn_id, payee=payee,
-             ledger_seq=receipt.seq)
+             ledger_seq=ledger_receipt.seq)
 
     def released() -> Any:
         r = relayer.get(f"/v1/transfers/{burn_id}")

@@ -101,9 +101,8 @@ def build_relayer(
         for caip2, a in adapters.items()}
     engine = Engine(store, plans, ledger or LedgerClient(str(cfg.ledger.url)), cfg.network,
                     mint_request=MintRequest, batch_size=cfg.relayer.batch_size)
-    inbox = AttestationInbox(
-        store, cfg.network, engine.validator_set, adapters,
-        {c: cache.get for c, cache in engine.bridge_sets.items()}, engine.metrics)
+    inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,
+                             engine.bridge_sets, engine.metrics)
     return engine, inbox
 
 
@@ -152,5 +151,5 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
     signed = sign_burn(keys, cfg.network, nonce, match[0].asset, int(value),
                        match[0].origin_chain, to)
     receipt = client.submit_transaction(signed)
-    return {"burn_id": "0x" + signed.burn_id.hex(), "seq": receipt.seq,
+    return {"burn_id": "0x" + signed.tx_id.hex(), "seq": receipt.seq,
             "asset": match[0].asset, "amount": str(int(value)), "to": to.lower()}
