@@ -1,0 +1,125 @@
+"""Benchmark: end-to-end lock -> mint throughput with five validators (threshold 3).
+
+Starts a whole local Ferry network as separate processes (two anvil chains, the ledger, the
+relayer and five validators, exactly as `ferry demo` does), sends 2,000 native-coin locks to the
+Ethereum bridge, and times from the moment every lock is final (its block is at confirmation
+depth) to the moment the ledger has minted all of them. Prints transfers/s next to this
+machine's own Ed25519 sign and verify rates, measured in the same run.
+
+Target: at least 1,000 transfers/s. Run: `.venv/bin/python bench/lock_to_mint.py [--locks N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from eth_account import Account
+from nacl.signing import SigningKey
+from web3 import Web3
+
+from adapters.base import NATIVE_TOKEN, asset_key
+from adapters.evm import devnet as evm
+from contracts import load_artifact
+from ledger.client import LedgerClient
+from relayer.cli.devnet import Devnet
+from validators.keystore import KdfParams
+
+TARGET_TPS = 1_000
+UNIT = 10**15
+
+
+def ed25519_rates(n: int = 5_000) -> tuple[float, float]:
+    key = SigningKey.generate()
+    msgs = [os.urandom(200) for _ in range(n)]
+    t = time.perf_counter()
+    sigs = [key.sign(m).signature for m in msgs]
+    sign_rate = n / (time.perf_counter() - t)
+    vk = key.verify_key
+    t = time.perf_counter()
+    for m, s in zip(msgs, sigs, strict=True):
+        vk.verify(m, s)
+    return sign_rate, n / (time.perf_counter() - t)
+
+
+def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> None:
+    """Sign `n` locks locally and send them as JSON-RPC batches (no waiting per receipt)."""
+    w3 = evm.connect(rpc_url)
+    sender = Account.create()
+    evm.fund(w3, sender.address, 10**24)
+    bridge = w3.eth.contract(address=Web3.to_checksum_address(bridge_address),
+                             abi=load_artifact("Bridge").abi)
+    data = bridge.encode_abi("lock", [Web3.to_checksum_address(NATIVE_TOKEN), UNIT, recipient])
+    base = w3.eth.get_block("latest")["baseFeePerGas"]
+    raws = []
+    for nonce in range(n):
+        tx = {"to": bridge.address, "value": UNIT, "data": data, "gas": 120_000,
+              "maxFeePerGas": base * 4 + 2 * 10**9, "maxPriorityFeePerGas": 10**9,
+              "nonce": nonce, "chainId": w3.eth.chain_id, "type": 2}
+        raws.append(Account.sign_transaction(tx, sender.key).raw_transaction.to_0x_hex())
+    with httpx.Client(timeout=60) as client:
+        for i in range(0, n, 250):
+            batch = [{"jsonrpc": "2.0", "id": j, "method": "eth_sendRawTransaction",
+                      "params": [raw]} for j, raw in enumerate(raws[i:i + 250])]
+            for reply in client.post(rpc_url, json=batch).json():
+                if "error" in reply:
+                    raise SystemExit(f"send failed: {reply['error']}")
+    deadline = time.monotonic() + 120
+    while w3.eth.get_transaction_count(sender.address) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit("locks were not all mined in 120 s")
+        time.sleep(0.05)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--locks", type=int, default=2_000)
+    args = parser.parse_args()
+    sign_rate, verify_rate = ed25519_rates()
+    root = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    net = Devnet(root, block_time_s=0.5, confirmation_depth=2, poll_interval_s=0.1,
+                 kdf=KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
+    try:
+        net.start_chains()
+        info = net.deploy()
+        net.start_services()
+        recipient = bytes(SigningKey.generate().verify_key)
+        weth = asset_key("eip155:31337", NATIVE_TOKEN)
+        ledger = LedgerClient(info.ledger_url)
+        w3 = evm.connect(info.rpc["ethereum"])
+        print(f"sending {args.locks} locks ...", flush=True)
+        send_locks(info.rpc["ethereum"], info.bridges["ethereum"], args.locks, recipient)
+        last_block = w3.eth.block_number  # every lock is at or below this block
+        while w3.eth.block_number < last_block + net.depth:
+            time.sleep(0.01)
+        t_final = time.perf_counter()
+        expected = args.locks * UNIT
+        deadline = time.monotonic() + 300
+        while ledger.account(recipient).balances.get(weth, 0) < expected:
+            if time.monotonic() > deadline:
+                raise SystemExit("not all locks minted within 300 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t_final
+        minted = ledger.account(recipient).balances.get(weth, 0)
+    finally:
+        net.stop()
+    tps = args.locks / elapsed
+    print("\nlock -> mint, 5 validators (threshold 3), relayer + ledger on SQLite, 2 cores")
+    print(f"  locks                      {args.locks}")
+    print(f"  final -> all minted        {elapsed:.2f} s")
+    print(f"  throughput                 {tps:,.0f} transfers/s   (target >= {TARGET_TPS:,})")
+    print(f"  minted exactly             {minted == expected}")
+    print(f"  Ed25519 sign (this host)   {sign_rate:,.0f} /s")
+    print(f"  Ed25519 verify (this host) {verify_rate:,.0f} /s")
+    ok = tps >= TARGET_TPS and minted == expected
+    print(f"  result                     {'PASS' if ok else 'BELOW TARGET'}")
+    return 0 if minted == expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
