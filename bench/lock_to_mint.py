@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from eth_account import Account
 from nacl.signing import SigningKey
 from web3 import Web3
@@ -45,6 +46,20 @@ def ed25519_rates(n: int = 5_000) -> tuple[float, float]:
     for m, s in zip(msgs, sigs, strict=True):
         vk.verify(m, s)
     return sign_rate, n / (time.perf_counter() - t)
+
+
+def cpu_by_process(net: Devnet) -> dict[str, float]:
+    """User + system CPU seconds so far of each service process and both anvil nodes."""
+    pids = {n: p.pid for n, p in net.services.items()}
+    pids.update({f"anvil-{n}": node.pid for n, node in net.nodes.items() if node.pid})
+    out = {}
+    for name, pid in pids.items():
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[name] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> None:
@@ -98,6 +113,7 @@ def main() -> int:
         while w3.eth.block_number < last_block + net.depth:
             time.sleep(0.01)
         t_final = time.perf_counter()
+        cpu_before = cpu_by_process(net)
         expected = args.locks * UNIT
         deadline = time.monotonic() + 300
         while ledger.account(recipient).balances.get(weth, 0) < expected:
@@ -105,6 +121,7 @@ def main() -> int:
                 raise SystemExit("not all locks minted within 300 s")
             time.sleep(0.02)
         elapsed = time.perf_counter() - t_final
+        cpu_after = cpu_by_process(net)
         minted = ledger.account(recipient).balances.get(weth, 0)
     finally:
         net.stop()
@@ -116,6 +133,9 @@ def main() -> int:
     print(f"  minted exactly             {minted == expected}")
     print(f"  Ed25519 sign (this host)   {sign_rate:,.0f} /s")
     print(f"  Ed25519 verify (this host) {verify_rate:,.0f} /s")
+    print("  CPU seconds used in that window, by process:")
+    for name in sorted(cpu_after, key=lambda n: -(cpu_after[n] - cpu_before.get(n, 0.0))):
+        print(f"    {name:14s} {cpu_after[name] - cpu_before.get(name, 0.0):6.2f}")
     ok = tps >= TARGET_TPS and minted == expected
     print(f"  result                     {'PASS' if ok else 'BELOW TARGET'}")
     return 0 if minted == expected else 1

@@ -93,18 +93,33 @@ class Engine:
         self.bridge_sets = {
             c: TtlCache(p.adapter.validator_set, 2.0, self.clock) for c, p in chains.items()
         }
+        self._idle_head: dict[str, BlockRef] = {}  # per chain: head at the last idle run
 
     def validator_set(self) -> ValidatorSet:
         vset: ValidatorSet = self.ledger_status.get().validator_set
         return vset
 
+    # ------------------------------------------------------------------ one chain
+    def run_chain(self, chain: str) -> None:
+        """One scheduler run for `chain`: watch and confirm only if the head moved since the
+        last run that caught up (a reorg changes the head hash too), then drive releases."""
+        head = self.chains[chain].adapter.head()
+        if self._idle_head.get(chain) != head:
+            self.watch_chain(chain, head)
+            confirmed = self.confirm_chain(chain)
+            cursor = self.store.cursor(f"chain:{chain}")
+            caught_up = cursor is not None and cursor.number >= head.number
+            if caught_up and confirmed < MAX_PAGES * self.batch_size:
+                self._idle_head[chain] = head
+        self.release(chain)
+
     # ------------------------------------------------------------------ lock side
-    def watch_chain(self, chain: str) -> int:
+    def watch_chain(self, chain: str, head: BlockRef | None = None) -> int:
         """Scan the next window of blocks for lock events; detect reorgs by block-hash
         continuity of the cursor. Returns the number of new transfers."""
         plan = self.chains[chain]
         a = plan.adapter
-        head = a.head()
+        head = head or a.head()
         self.metrics.head_height.labels(chain).set(head.number)
         cursor = self.store.cursor(f"chain:{chain}")
         if cursor is not None and a.block_hash(cursor.number) != cursor.hash:
@@ -167,7 +182,8 @@ class Engine:
             depth = fin.number - r.block_number + a.confirmation_depth
             changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations"))
         self.store.advance(changes)
-        self.store.prune_trail(chain, below=fin.number - 256)
+        if changes:
+            self.store.prune_trail(chain, below=fin.number - 256)
         return len(changes), len(rows) == self.batch_size
 
     def mint(self) -> int:
@@ -264,6 +280,9 @@ class Engine:
         """Drive burns to `chain`: collect a quorum, persist the signed release, broadcast it,
         and mark it executed once the bridge shows the burn id released at depth."""
         a = self.chains[chain].adapter
+        if not self.store.transfers((S.CONFIRMED, S.ATTESTED, S.SUBMITTED),
+                                    kind=TransferKind.BURN, chain=chain, limit=1):
+            return 0
         set_nonce, members, threshold = self.bridge_sets[chain].get()
         self._attest_releases(chain, a, set_nonce, members, threshold)
         executed = 0
@@ -342,8 +361,7 @@ class Engine:
     def tick(self) -> None:
         """Run every job once, in dependency order (tests and benchmarks call this)."""
         for chain in self.chains:
-            self.watch_chain(chain)
-            self.confirm_chain(chain)
+            self.run_chain(chain)
         self.mint()
         self.watch_ledger()
         for chain in self.chains:

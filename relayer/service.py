@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -43,15 +44,8 @@ def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 
-    def chain_job(chain: str) -> Callable[[], None]:
-        def run() -> None:
-            engine.watch_chain(chain)
-            engine.confirm_chain(chain)
-            engine.release(chain)
-        return run
-
     for chain in engine.chains:
-        sched.add_job(guarded(engine, "chain", chain, chain_job(chain)), "interval",
+        sched.add_job(guarded(engine, "chain", chain, partial(engine.run_chain, chain)), "interval",
                       seconds=interval_s, id=f"chain:{chain}", **opts)
     sched.add_job(guarded(engine, "mint", "ferry:ledger", engine.mint), "interval",
                   seconds=interval_s, id="mint", **opts)
