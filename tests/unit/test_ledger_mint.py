@@ -3,7 +3,6 @@ leaving the ledger unchanged."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -169,22 +168,6 @@ def test_mints_to_many_accounts_and_assets_in_one_batch(h):
     assert total == sum(range(1, 50)) + 10
     h.ledger.check_invariants()
     h.ledger.verify_journal()
-
-
-def test_mint_batch_throughput_2000_mints_3_signatures(tmp_path):
-    h = open_harness(f"sqlite:///{tmp_path}/perf.sqlite")
-    users = [bytes(SigningKey.generate().verify_key) for _ in range(100)]
-    requests = [h.certify(h.lock(n, 10**15 + n, users[n % 100])) for n in range(1, 2001)]
-    start = time.perf_counter()
-    results = []
-    for i in range(0, len(requests), 500):
-        results += h.ledger.mint_batch(requests[i : i + 500])
-    elapsed = time.perf_counter() - start
-    assert all(r.status is MintStatus.MINTED for r in results)
-    print(f"\nmint_batch: 2000 mints x 3 sigs in {elapsed:.3f}s = {2000 / elapsed:.0f} mints/s")
-    assert 2000 / elapsed > 300  # loose bound: shared CI machines vary
-    h.ledger.check_invariants()
-    h.ledger.close()
 
 
 def test_fresh_validator_set_from_another_ledger_does_not_count(h, alice):
