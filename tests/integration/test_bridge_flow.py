@@ -7,6 +7,7 @@ import pytest
 from eth_account import Account
 from nacl.signing import SigningKey
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from adapters.base import NATIVE_TOKEN
 from adapters.evm import devnet as evm
@@ -118,7 +119,7 @@ def _gone(w3: Web3, tx: str) -> bool:
     try:
         w3.eth.get_transaction_receipt(tx)
         return False
-    except Exception:  # TransactionNotFound
+    except TransactionNotFound:
         return True
 
 
