@@ -25,18 +25,12 @@ from adapters.errors import (
 from api.ledger import create_ledger_app
 from ledger.client import LedgerClient
 from ledger.errors import WrongEpoch, WrongNetwork
-from ledger.testing import Harness, make_validator_set, open_harness, sign_rotation
+from ledger.testing import Harness, make_validator_set, sign_rotation
 from ledger.transactions import sign_burn, sign_transfer
 from ledger.types import MintStatus
 
 PAYEE = "0x" + "22" * 20
 
-
-@pytest.fixture()
-def h(tmp_path) -> Iterator[Harness]:
-    harness = open_harness(f"sqlite:///{tmp_path}/ledger.sqlite")
-    yield harness
-    harness.ledger.close()
 
 
 @pytest.fixture()

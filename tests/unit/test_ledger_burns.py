@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from nacl.signing import SigningKey
 
@@ -15,18 +13,12 @@ from adapters.errors import (
     ValidationError,
 )
 from ledger.errors import WrongNetwork
-from ledger.testing import Harness, open_harness
+from ledger.testing import Harness
 from ledger.transactions import SignedTx, sign_burn, sign_transfer
 from ledger.types import MintStatus
 
 PAYEE = "0x" + "22" * 20
 
-
-@pytest.fixture()
-def h(tmp_path) -> Iterator[Harness]:
-    harness = open_harness(f"sqlite:///{tmp_path}/ledger.sqlite")
-    yield harness
-    harness.ledger.close()
 
 
 @pytest.fixture()

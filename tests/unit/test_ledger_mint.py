@@ -3,7 +3,6 @@ leaving the ledger unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -14,20 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from adapters.base import NATIVE_TOKEN
 from ledger import store
 from ledger.db import write_transaction
-from ledger.testing import Harness, make_validator_set, open_harness
+from ledger.testing import Harness, make_validator_set
 from ledger.types import MintRequest, MintStatus
-
-
-@pytest.fixture()
-def h(tmp_path) -> Iterator[Harness]:
-    harness = open_harness(f"sqlite:///{tmp_path}/ledger.sqlite")
-    yield harness
-    harness.ledger.close()
-
-
-@pytest.fixture()
-def alice() -> bytes:
-    return bytes(SigningKey.generate().verify_key)
 
 
 def snapshot(h: Harness) -> tuple[object, ...]:

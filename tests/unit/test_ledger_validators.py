@@ -3,27 +3,12 @@ old set stops counting at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from nacl.signing import SigningKey
 
 from adapters.errors import InvalidSignature, QuorumNotMet
 from ledger.errors import WrongEpoch
-from ledger.testing import Harness, make_validator_set, open_harness, sign_rotation
+from ledger.testing import Harness, make_validator_set, sign_rotation
 from ledger.types import MintStatus
-
-
-@pytest.fixture()
-def h(tmp_path) -> Iterator[Harness]:
-    harness = open_harness(f"sqlite:///{tmp_path}/ledger.sqlite")
-    yield harness
-    harness.ledger.close()
-
-
-@pytest.fixture()
-def alice() -> bytes:
-    return bytes(SigningKey.generate().verify_key)
 
 
 def test_rotation_switches_sets_and_old_signatures_stop_counting(h, alice):
