@@ -8,10 +8,10 @@ node, interleaved, several repetitions each:
   web3   bridge.events.Locked.get_logs(from_block=, to_block=) (web3.py 8), over the SAME block
          chunks the adapter uses (chunks of EvmChainConfig.max_block_range)
 
-and, for context only, the raw eth_getLogs round trip without decoding and the watcher's
-`scan()` step (which adds two block-hash reads). Checks both paths return 10,000 events with
-equal (nonce, amount, recipient), equal to what was locked. Target: ferry >= 5x web3 events/s
-(best run vs best run). Exit status 1 on FAIL or error. Bounded to 170 s.
+and, for context only, the raw eth_getLogs round trip without decoding. Checks both paths
+return 10,000 events with equal (nonce, amount, recipient), equal to what was locked.
+Target: ferry >= 5x web3 events/s (best run vs best run). Exit status 1 on FAIL or error.
+Bounded to 170 s.
 
 Run: .venv/bin/python bench/watcher_ingestion.py [--events N] [--reps R]
 """
@@ -42,7 +42,6 @@ from adapters.evm.config import EvmChainConfig
 from adapters.evm.devnet import ANVIL_DEV_KEY, AnvilNode, connect, deploy_bridge
 from adapters.evm.logs import LOCKED_TOPIC
 from adapters.evm.rpc import JsonRpc
-from adapters.evm.watcher import scan
 from contracts import load_artifact
 
 TARGET_RATIO = 5.0
@@ -100,9 +99,6 @@ def main() -> int:
                     "fromBlock": hex(a), "toBlock": hex(b)}]))
             return out
 
-        def watcher_scan() -> list:
-            return scan(adapter, None, last, start_block=first).events
-
         # Warm-up (connection pools, web3's ABI caches), then correctness.
         ferry_events, web3_events = ferry(), web3py()
         expected = [(i + 1, lock_amount(i), lock_recipient(i)) for i in range(n)]
@@ -116,8 +112,7 @@ def main() -> int:
 
         cases = {"ferry EvmAdapter.lock_events": ferry,
                  "web3 contract.events.Locked.get_logs": web3py,
-                 "(context) raw eth_getLogs, no decode": raw_getlogs,
-                 "(context) ferry watcher.scan step": watcher_scan}
+                 "(context) raw eth_getLogs, no decode": raw_getlogs}
         samples: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(args.reps):  # interleaved so node/CPU drift hits all paths alike
             for name, fn in cases.items():

@@ -28,7 +28,8 @@ from adapters.base import (
     ReleaseOrder,
     SystemClock,
 )
-from adapters.errors import BridgeError, NonceTooLow, RetryableChainError
+from adapters.errors import BridgeError, NonceTooLow, ReorgDetected, RetryableChainError
+from adapters.reorg import fork_point
 from relayer.inbox import TtlCache
 from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
 from relayer.metrics import RelayerMetrics
@@ -116,18 +117,26 @@ class Engine:
     # ------------------------------------------------------------------ lock side
     def watch_chain(self, chain: str, head: BlockRef | None = None) -> int:
         """Scan the next window of blocks for lock events; detect reorgs by block-hash
-        continuity of the cursor. Returns the number of new transfers."""
+        continuity of the cursor and rewind to the newest scanned block still canonical.
+
+        Returns:
+            The number of new transfers.
+
+        Raises:
+            ReorgDetected: no scanned block (cursor or trail) is canonical any more: the reorg
+                is deeper than the trail. Nothing is changed and the chain stops advancing
+                until someone looks.
+            RpcUnavailable, WrongChain: from the adapter.
+        """
         plan = self.chains[chain]
         a = plan.adapter
         head = head or a.head()
         self.metrics.head_height.labels(chain).set(head.number)
         cursor = self.store.cursor(f"chain:{chain}")
-        if cursor is not None and a.block_hash(cursor.number) != cursor.hash:
-            fork = self._find_fork(chain)
-            dropped = self.store.rewind(chain, fork, f"reorg: fork below height {fork.number + 1}")
-            self.metrics.reorgs.labels(chain).inc()
-            log.warning("reorg chain=%s fork=%d dropped=%d", chain, fork.number, dropped)
-            cursor = fork
+        if cursor is None:
+            cursor = self._anchor(chain, plan)
+        elif a.block_hash(cursor.number) != cursor.hash:
+            cursor = self._rewind_to_fork(chain, cursor)
         start = plan.start_block if cursor is None else cursor.number + 1
         end = min(head.number, start + plan.max_block_range - 1)
         if end < start:
@@ -142,13 +151,43 @@ class Engine:
             self.metrics.events_observed.labels(chain).inc(new)
         return new
 
-    def _find_fork(self, chain: str) -> BlockRef:
-        """Newest scanned block still on the canonical chain (else the finalized block)."""
+    def _anchor(self, chain: str, plan: ChainPlan) -> BlockRef | None:
+        """Before the first scan, make the parent of `start_block` the cursor and first trail
+        entry (nothing below `start_block` is wanted), so a reorg of the first scanned blocks
+        has a remembered canonical block to rewind to instead of raising `ReorgDetected`.
+        None if `start_block` is 0 or its parent is above the head (retried next run)."""
+        if plan.start_block < 1:
+            return None
+        parent = plan.start_block - 1
+        parent_hash = plan.adapter.block_hash(parent)
+        if parent_hash is None:
+            return None
+        anchor = BlockRef(parent, parent_hash)
+        self.store.record_lock_events(chain, [], anchor, {})
+        return anchor
+
+    def _rewind_to_fork(self, chain: str, cursor: BlockRef) -> BlockRef:
+        """The cursor's block changed: rewind the store to the newest scanned block that is
+        still canonical (`adapters.reorg.fork_point` over the cursor and the scanned trail)
+        and return it as the new cursor.
+
+        SECURITY: never guesses a fork point. If nothing remembered is canonical the reorg is
+        deeper than the trail: count it, log an ERROR and raise `ReorgDetected`, store untouched.
+        """
         a = self.chains[chain].adapter
-        for ref in self.store.scanned_trail(chain):
-            if a.block_hash(ref.number) == ref.hash:
-                return ref
-        return a.finalized()
+        try:
+            fork = fork_point(a, [cursor, *self.store.scanned_trail(chain)])
+        except ReorgDetected as exc:
+            self.metrics.reorgs.labels(chain).inc()
+            log.error("reorg deeper than the scanned trail chain=%s cursor=%d: %s",
+                      chain, cursor.number, exc)
+            raise
+        if fork is None:
+            return cursor  # the cursor's block is canonical again (the chain switched back)
+        dropped = self.store.rewind(chain, fork, f"reorg: fork below height {fork.number + 1}")
+        self.metrics.reorgs.labels(chain).inc()
+        log.warning("reorg chain=%s fork=%d dropped=%d", chain, fork.number, dropped)
+        return fork
 
     def confirm_chain(self, chain: str) -> int:
         """Move observed locks at or past confirmation depth to `confirmed` if their block is

@@ -1,4 +1,4 @@
-"""`EvmAdapter` and the EVM watcher against real anvil nodes.
+"""`EvmAdapter`, and chain-neutral fork finding over it, against real anvil nodes.
 
 Shared, automining nodes come from the session fixtures (`anvil_eth`, `anvil_bsc`). Tests that
 rewrite history (`anvil_reorg`), stop automining or stop the node use a private `AnvilNode`, so
@@ -23,7 +23,7 @@ import pytest
 from web3 import Web3
 from web3.contract import Contract
 
-from adapters.base import NATIVE_TOKEN, BlockRef, PreparedTx, ReleaseOrder, TxStatus
+from adapters.base import NATIVE_TOKEN, BlockRef, LockEvent, PreparedTx, ReleaseOrder, TxStatus
 from adapters.errors import (
     InvalidSignature,
     NonceTooLow,
@@ -43,7 +43,7 @@ from adapters.evm.devnet import (
     fund,
     transact,
 )
-from adapters.evm.watcher import ReorgGuard, find_fork_height, scan
+from adapters.reorg import find_fork_height
 from contracts import load_artifact
 from validators.eip712 import address_of, release_digest, sign_digest
 
@@ -287,29 +287,32 @@ def test_finalized_tag_mode_follows_the_nodes_finalized_block(env: Env) -> None:
 def test_reorg_is_located_and_the_removed_lock_is_never_returned(private_env: Env) -> None:
     env = private_env
     adapter = env.adapter(confirmation_depth=0)
-    guard = ReorgGuard()
-    cursor = scan(adapter, None, adapter.head().number, guard=guard).cursor
+    remembered = [adapter.head()]  # what a watcher keeps: the last block of every scan
+
+    def scan_to_head() -> list[LockEvent]:
+        last = adapter.head()
+        events = adapter.lock_events(remembered[-1].number + 1, last.number)
+        remembered.append(last)
+        return events
+
     kept = env.lock(11)
-    events, cursor, fork = scan(adapter, cursor, adapter.head().number, guard=guard)
-    assert [e.amount for e in events] == [11] and fork is None
+    assert [e.amount for e in scan_to_head()] == [11]
     env.mine(1)
-    events, cursor, fork = scan(adapter, cursor, adapter.head().number, guard=guard)
-    assert events == [] and fork is None
+    assert scan_to_head() == []
     removed = env.lock(22)
-    events, cursor, fork = scan(adapter, cursor, adapter.head().number, guard=guard)
-    assert [e.amount for e in events] == [22]
-    assert cursor is not None and cursor.number == removed["blockNumber"]
-    remembered = guard.recent()
+    assert [e.amount for e in scan_to_head()] == [22]
+    assert remembered[-1].number == removed["blockNumber"]
+    assert find_fork_height(adapter, remembered) is None
 
     env.w3.provider.make_request("anvil_reorg", [2, []])  # type: ignore[arg-type]
 
     # The empty block above `kept` and the block of `removed` were replaced.
-    assert find_fork_height(adapter, remembered) == kept["blockNumber"] + 1
-    events, cursor, fork = scan(adapter, cursor, adapter.head().number, guard=guard)
-    assert (events, fork) == ([], kept["blockNumber"] + 1)
-    assert cursor == BlockRef(kept["blockNumber"], adapter.block_hash(kept["blockNumber"]))
-    events, cursor, fork = scan(adapter, cursor, adapter.head().number, guard=guard)
-    assert (events, fork) == ([], None)
+    fork_height = find_fork_height(adapter, remembered)
+    assert fork_height == kept["blockNumber"] + 1
+    remembered = [b for b in remembered if b.number < fork_height]
+    assert remembered[-1] == BlockRef(kept["blockNumber"], adapter.block_hash(kept["blockNumber"]))
+    assert scan_to_head() == []  # rescanning from the fork height: the removed lock is gone
+    assert find_fork_height(adapter, remembered) is None
     assert [e.amount for e in adapter.lock_events(0, adapter.head().number)] == [11]
     assert adapter.tx_status(removed["transactionHash"].to_0x_hex()) is TxStatus.UNKNOWN
 

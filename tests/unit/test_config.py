@@ -73,7 +73,7 @@ def test_cli_reports_bad_config_in_one_line_with_exit_code_1(tmp_path):
     path = tmp_path / "ferry.toml"
     path.write_text("[relayer]\nprot = 1\n")
     run = subprocess.run([sys.executable, "-m", "relayer.cli", "relayer", "run", "--config",
-                          str(path)], capture_output=True, text=True, timeout=60)
+                          str(path)], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "ferry: error: relayer.prot: Extra inputs are not permitted"]
@@ -83,6 +83,6 @@ def test_cli_reports_bad_config_in_one_line_with_exit_code_1(tmp_path):
 def test_cli_reports_a_missing_config_file_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "relayer.cli", "ledger", "balance", "0x00",
                           "--config", str(tmp_path / "nope.toml")],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 1
     assert len(run.stderr.strip().splitlines()) == 1 and "cannot read config" in run.stderr

@@ -1,6 +1,6 @@
 """Pure tests of the EVM adapter's parts that need no node: the fixed-layout `Locked` decoder
 (checked against eth_abi and the Bridge artifact), config validation, JSON-RPC error
-translation, finality arithmetic and fork finding over a fake chain."""
+translation and finality arithmetic."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import pytest
 from eth_utils import keccak
 from pydantic import ValidationError as PydanticValidationError
 
-from adapters.base import NATIVE_TOKEN, BlockRef, LockEvent, ReleaseOrder, TxStatus
-from adapters.errors import NonceTooLow, ReorgDetected, RpcUnavailable, ValidationError
+from adapters.base import NATIVE_TOKEN, LockEvent, ReleaseOrder, TxStatus
+from adapters.errors import NonceTooLow, RpcUnavailable, ValidationError
 from adapters.evm import finality
 from adapters.evm.calls import SELECTORS, check_bridge_abi, encode_release
 from adapters.evm.config import EvmChainConfig
 from adapters.evm.errors import MalformedLog, RpcError, translate_rpc_error
 from adapters.evm.logs import LOCKED_TOPIC, decode_locked_log, decode_locked_logs
-from adapters.evm.watcher import ReorgGuard, find_fork_height, scan
 
 CHAIN = "eip155:31337"
 BRIDGE = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -282,89 +281,3 @@ def test_tx_status_against_final_height_8(
 def test_tx_status_refuses_a_receipt_without_block() -> None:
     with pytest.raises(ValueError):
         finality.tx_status(receipt_status=1, included_in=None, final_height=8, in_mempool=False)
-
-
-# ----------------------------------------------------------------------------- fork finding
-
-
-class FakeChain:
-    """Just enough of `ChainAdapter` for the watcher: hashes per height, events per block."""
-
-    chain = CHAIN
-    confirmation_depth = 0
-
-    def __init__(self, height: int, salt: str = "a") -> None:
-        self.hashes = {n: self._hash(n, salt) for n in range(height + 1)}
-        self.events: dict[int, list[LockEvent]] = {}
-
-    @staticmethod
-    def _hash(number: int, salt: str) -> str:
-        return "0x" + keccak(text=f"{salt}{number}").hex()
-
-    def reorg(self, depth: int, salt: str = "b") -> None:
-        top = max(self.hashes)
-        for n in range(top - depth + 1, top + 1):
-            self.hashes[n] = self._hash(n, salt)
-            self.events.pop(n, None)
-
-    def add_lock(self, block: int, nonce: int) -> None:
-        base = decode_locked_log(make_log(nonce=nonce, block=block), chain=CHAIN, bridge=BRIDGE)
-        self.events.setdefault(block, []).append(replace(base, block_hash=self.hashes[block]))
-
-    def block_hash(self, number: int) -> str | None:
-        return self.hashes.get(number)
-
-    def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]:
-        return [e for n in range(from_block, to_block + 1) for e in self.events.get(n, [])]
-
-    def ref(self, number: int) -> BlockRef:
-        return BlockRef(number, self.hashes[number])
-
-
-def test_no_fork_when_the_newest_remembered_block_is_canonical() -> None:
-    chain = FakeChain(10)
-    assert find_fork_height(chain, [chain.ref(8), chain.ref(10)]) is None  # type: ignore[arg-type]
-
-
-def test_fork_height_is_one_above_the_newest_block_still_canonical() -> None:
-    chain = FakeChain(10)
-    recent = [chain.ref(n) for n in (6, 7, 8, 9, 10)]
-    chain.reorg(depth=2)  # 9 and 10 replaced
-    assert find_fork_height(chain, recent) == 9  # type: ignore[arg-type]
-
-
-def test_reorg_deeper_than_the_memory_raises() -> None:
-    chain = FakeChain(10)
-    recent = [chain.ref(9), chain.ref(10)]
-    chain.reorg(depth=3)
-    with pytest.raises(ReorgDetected) as info:
-        find_fork_height(chain, recent)  # type: ignore[arg-type]
-    assert info.value.height == 9
-
-
-def test_scan_delivers_events_then_reports_a_fork_and_rescans_without_the_removed_lock() -> None:
-    chain, guard = FakeChain(10), ReorgGuard()
-    chain.add_lock(4, nonce=1)
-    events, cursor, fork = scan(chain, None, 8, guard=guard)  # type: ignore[arg-type]
-    assert ([e.nonce for e in events], cursor, fork) == ([1], chain.ref(8), None)
-    chain.add_lock(10, nonce=2)
-    events, cursor, fork = scan(chain, cursor, 10, guard=guard)  # type: ignore[arg-type]
-    assert [e.nonce for e in events] == [2]
-    chain.reorg(depth=1)  # block 10 and its lock vanish
-    events, cursor, fork = scan(chain, cursor, 10, guard=guard)  # type: ignore[arg-type]
-    assert (events, cursor, fork) == ([], chain.ref(8), 9)
-    events, cursor, fork = scan(chain, cursor, 10, guard=guard)  # type: ignore[arg-type]
-    assert (events, cursor, fork) == ([], chain.ref(10), None)
-
-
-def test_scan_without_memory_refuses_to_guess_a_fork_point() -> None:
-    chain = FakeChain(10)
-    cursor = chain.ref(10)
-    chain.reorg(depth=1)
-    with pytest.raises(ReorgDetected):
-        scan(chain, cursor, 10)  # type: ignore[arg-type]
-
-
-def test_scan_with_nothing_new_keeps_the_cursor() -> None:
-    chain = FakeChain(10)
-    assert scan(chain, chain.ref(10), 10) == ([], chain.ref(10), None)  # type: ignore[arg-type]
