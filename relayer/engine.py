@@ -54,11 +54,13 @@ class Ledger(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChainPlan:
-    """Per-chain engine settings: the adapter, the first block to scan and the scan window."""
+    """Per-chain engine settings: the adapter, the first block to scan, the scan window and
+    how often the scheduler runs this chain's job."""
 
     adapter: ChainAdapter
     start_block: int = 0
     max_block_range: int = 2000
+    poll_interval_s: float = 1.0
     assets: Mapping[str, str] | None = None  # origin token (lowercase) -> ledger asset key
 
 

@@ -7,7 +7,6 @@ Owns: job scheduling and process lifetime. Must not contain job logic (see `rela
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from functools import partial
 
@@ -40,13 +39,14 @@ def guarded(engine: Engine, name: str, chain: str, job: Callable[[], object]) ->
 
 
 def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
-    """Start one job per chain (watch, confirm, release) plus the ledger jobs (mint, burns)."""
+    """Start one job per chain (watch, confirm, release) every chain's `poll_interval_s`, plus
+    the ledger jobs (mint, burns) every `interval_s`."""
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 
-    for chain in engine.chains:
+    for chain, plan in engine.chains.items():
         sched.add_job(guarded(engine, "chain", chain, partial(engine.run_chain, chain)), "interval",
-                      seconds=interval_s, id=f"chain:{chain}", **opts)
+                      seconds=plan.poll_interval_s, id=f"chain:{chain}", **opts)
     sched.add_job(guarded(engine, "mint", "ferry:ledger", engine.mint), "interval",
                   seconds=interval_s, id="mint", **opts)
     sched.add_job(guarded(engine, "burns", "ferry:ledger", engine.watch_ledger), "interval",
@@ -57,8 +57,7 @@ def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
 
 
 def run_relayer(engine: Engine, inbox: AttestationInbox, host: str, port: int,
-                metrics_port: int, interval_s: float,
-                stop: threading.Event | None = None) -> None:
+                metrics_port: int, interval_s: float) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs."""
     start_http_server(metrics_port, addr=host, registry=engine.metrics.registry)
     sched = schedule(engine, interval_s)

@@ -97,6 +97,7 @@ def build_relayer(
         caip2: ChainPlan(
             adapter=a, start_block=cfg.chain(caip2).start_block,
             max_block_range=cfg.chain(caip2).max_block_range,
+            poll_interval_s=cfg.chain(caip2).poll_interval_s,
             assets={x.origin_token: x.asset for x in cfg.assets if x.origin_chain == caip2})
         for caip2, a in adapters.items()}
     engine = Engine(store, plans, ledger or LedgerClient(str(cfg.ledger.url)), cfg.network,
