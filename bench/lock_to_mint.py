@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +126,7 @@ def main() -> int:
         minted = ledger.account(recipient).balances.get(weth, 0)
     finally:
         net.stop()
+        shutil.rmtree(root, ignore_errors=True)
     tps = args.locks / elapsed
     print("\nlock -> mint, 5 validators (threshold 3), relayer + ledger on SQLite, 2 cores")
     print(f"  locks                      {args.locks}")

@@ -88,13 +88,35 @@ def devnet_down(root: Annotated[Path, typer.Option(help="Devnet directory.")] = 
     state = root / "devnet.json"
     if not state.exists():
         raise ConfigError(f"no devnet at {root}")
-    for name, pid in json.loads(state.read_text()).get("pids", {}).items():
+    import time
+
+    pids = json.loads(state.read_text()).get("pids", {})
+    for name, pid in pids.items():
         try:
             os.kill(pid, signal.SIGTERM)
-            typer.echo(f"stopped {name} (pid {pid})")
+            typer.echo(f"stopping {name} (pid {pid})")
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + 15
+    for pid in pids.values():
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
     shutil.rmtree(root)
+    typer.echo(f"removed {root}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its dead parent) counts as stopped
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
 
 
 @relayer_app.command("run")

@@ -13,6 +13,8 @@ Owns: the narrative. Must not reach into any service's database: it sees what a 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,6 +80,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
     out = Narrator(as_json)
     root = Path(workdir or tempfile.mkdtemp(prefix="ferry-demo-"))
     net = Devnet(root)
+    ok = False
     try:
         out.step("starting devnets", ethereum="anvil chain id 31337", bsc="anvil chain id 31338")
         net.start_chains()
@@ -90,9 +93,14 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
         cfg = load_config(Path(info.config))
         _run_user_story(out, net, cfg)
         document = {"ok": True, "steps": out.steps}
+        ok = True
     finally:
         net.stop()
         out.step("stopped everything the demo started")
+        if not ok:
+            print(f"ferry demo: logs of every process are in {root / 'logs'}", file=sys.stderr)
+        elif workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
     if as_json:
         print(json.dumps({"ok": True, "steps": out.steps}, indent=2))
     return document
