@@ -20,7 +20,8 @@ class AttestationDelivery(BaseModel):
 
 
 class DeliveryResult(BaseModel):
-    accepted: int
+    accepted: int  # newly stored
+    redundant: int  # a quorum over the same message was already stored: not needed
     rejected: list[dict[str, Any]]
 
 
@@ -60,8 +61,8 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
     def deliver(body: AttestationDelivery) -> DeliveryResult:
         if len(body.attestations) > 10_000:
             raise HTTPException(413, "at most 10000 attestations per delivery")
-        accepted, rejected = inbox.accept(body.attestations)
-        return DeliveryResult(accepted=accepted, rejected=rejected)
+        accepted, redundant, rejected = inbox.accept(body.attestations)
+        return DeliveryResult(accepted=accepted, redundant=redundant, rejected=rejected)
 
     @router.get("/v1/transfers/{event_key:path}", response_model=TransferView)
     def transfer(event_key: str) -> TransferView:

@@ -32,7 +32,8 @@ class RelayerSection(BaseModel):
         database_url: SQLAlchemy URL; ``sqlite:///path`` by default, ``postgresql+psycopg://``.
         host, port: the attestation inbox and transfer API.
         metrics_port: Prometheus ``/metrics`` on its own port.
-        poll_interval_s: how often each job runs.
+        poll_interval_s: how often the mint job runs (chain jobs use each chain's own interval).
+        ledger_poll_interval_s: how often new ledger burns are read.
         batch_size: transfers per job run and per ledger call.
         submitter_keystore: encrypted keystore (`ferry keys new`) whose EVM key pays release gas.
         submitter_passphrase: its passphrase (set via ``FERRY_RELAYER__SUBMITTER_PASSPHRASE``).
@@ -45,6 +46,7 @@ class RelayerSection(BaseModel):
     port: int = Field(default=8700, ge=1, le=65535)
     metrics_port: int = Field(default=9700, ge=1, le=65535)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    ledger_poll_interval_s: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=5000)
     submitter_keystore: Path | None = None
     submitter_passphrase: SecretStr | None = None

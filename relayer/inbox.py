@@ -79,20 +79,32 @@ class AttestationInbox:
         self.metrics = metrics
         self.clock = clock or SystemClock()
 
-    def accept(self, items: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    def accept(self, items: list[dict[str, Any]]) -> tuple[int, int, list[dict[str, Any]]]:
         """Verify each item; store the valid ones in one transaction.
 
+        A lock attestation for which `threshold` verified signatures over the same message are
+        already stored is redundant: it is neither verified nor stored (the relayer never needs
+        more than a quorum), and counted as such.
+
         Returns:
-            (number newly stored, [{"index": i, "code": error code, "message": text}] rejected).
+            (number newly stored, number redundant,
+             [{"index": i, "code": error code, "message": text}] rejected).
         """
-        rows, rejected = [], []
+        rows, rejected, redundant = [], [], 0
         self._refresh_if_behind(items)
         vset: ValidatorSet = self.ledger_status.get().validator_set
+        lock_keys = [i["body"]["event_id"] for i in items if i.get("kind") == "lock"
+                     and isinstance(i.get("body"), dict) and "event_id" in i["body"]]
+        have = self.store.attestation_counts("lock", lock_keys, vset.epoch)
         for i, item in enumerate(items):
             try:
                 kind = item.get("kind")
                 if kind == AttestationKind.LOCK.value:
-                    rows.append(self._lock(item, vset))
+                    row = self._lock(item, vset, have)
+                    if row is None:
+                        redundant += 1
+                        continue
+                    rows.append(row)
                 elif kind == "release":
                     rows.append(self._release(item))
                 else:
@@ -102,7 +114,7 @@ class AttestationInbox:
                 code = exc.code if isinstance(exc, BridgeError) else "invalid_input"
                 rejected.append({"index": i, "code": code, "message": str(exc)})
                 self.metrics.attestations.labels(str(item.get("kind"))[:16], "rejected").inc()
-        return self.store.add_attestations(rows), rejected
+        return self.store.add_attestations(rows), redundant, rejected
 
     def _refresh_if_behind(self, items: list[dict[str, Any]]) -> None:
         """Re-read a cached set when a delivery claims a newer epoch / set nonce than it."""
@@ -117,7 +129,8 @@ class AttestationInbox:
             if any(n.isdigit() and int(n) > cache.get()[0] for n in nonces):
                 cache.invalidate()
 
-    def _lock(self, item: dict[str, Any], vset: ValidatorSet) -> dict[str, Any]:
+    def _lock(self, item: dict[str, Any], vset: ValidatorSet,
+              have: dict[tuple[str, str], int]) -> dict[str, Any] | None:
         body = item["body"]
         if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
             raise ValidationError("body must be an object of strings")
@@ -130,14 +143,18 @@ class AttestationInbox:
             raise InvalidSignature("validator is not in the current set")
         message = DOMAIN + canonical(body)
         signature = parse_hex(item["signature"], 64)
+        digest = "0x" + hashlib.sha256(message).hexdigest()
+        if have.get((body["event_id"], digest), 0) >= vset.threshold:
+            return None
         try:
             VerifyKey(validator).verify(message, signature)
         except BadSignatureError as exc:
             raise InvalidSignature("lock attestation does not verify") from exc
+        have[(body["event_id"], digest)] = have.get((body["event_id"], digest), 0) + 1
         return {
             "kind": "lock", "event_key": body["event_id"], "epoch": vset.epoch,
             "validator": "0x" + validator.hex(), "signature": "0x" + signature.hex(),
-            "message_hash": "0x" + hashlib.sha256(message).hexdigest(),
+            "message_hash": digest,
         }
 
     def _release(self, item: dict[str, Any]) -> dict[str, Any]:

@@ -38,9 +38,9 @@ def guarded(engine: Engine, name: str, chain: str, job: Callable[[], object]) ->
     return run
 
 
-def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
-    """Start one job per chain (watch, confirm, release) every chain's `poll_interval_s`, plus
-    the ledger jobs (mint, burns) every `interval_s`."""
+def schedule(engine: Engine, interval_s: float, ledger_interval_s: float) -> BackgroundScheduler:
+    """Start one job per chain (watch, confirm, release) every chain's `poll_interval_s`, the
+    mint job every `interval_s` and the ledger-burns job every `ledger_interval_s`."""
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 
@@ -50,17 +50,17 @@ def schedule(engine: Engine, interval_s: float) -> BackgroundScheduler:
     sched.add_job(guarded(engine, "mint", "ferry:ledger", engine.mint), "interval",
                   seconds=interval_s, id="mint", **opts)
     sched.add_job(guarded(engine, "burns", "ferry:ledger", engine.watch_ledger), "interval",
-                  seconds=interval_s, id="burns", **opts)
+                  seconds=ledger_interval_s, id="burns", **opts)
     sched.add_job(engine.refresh_gauges, "interval", seconds=5, id="gauges", **opts)
     sched.start()
     return sched
 
 
 def run_relayer(engine: Engine, inbox: AttestationInbox, host: str, port: int,
-                metrics_port: int, interval_s: float) -> None:
+                metrics_port: int, interval_s: float, ledger_interval_s: float) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs."""
     start_http_server(metrics_port, addr=host, registry=engine.metrics.registry)
-    sched = schedule(engine, interval_s)
+    sched = schedule(engine, interval_s, ledger_interval_s)
     try:
         uvicorn.run(create_relayer_app(engine.store, inbox), host=host, port=port,
                     log_level="warning")

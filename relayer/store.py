@@ -241,6 +241,21 @@ class Store:
                         (r.validator, r.signature, r.message_hash))
         return out
 
+    def attestation_counts(
+        self, kind: str, keys: Sequence[str], epoch: int
+    ) -> dict[tuple[str, str], int]:
+        """Stored signatures per (event key, message hash) for one epoch/set nonce."""
+        out: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(keys)), 900):
+                for r in conn.execute(
+                    select(A.c.event_key, A.c.message_hash, func.count().label("n"))
+                    .where(and_(A.c.kind == kind, A.c.epoch == epoch, A.c.event_key.in_(chunk)))
+                    .group_by(A.c.event_key, A.c.message_hash)
+                ):
+                    out[(r.event_key, r.message_hash)] = r.n
+        return out
+
     # ----------------------------------------------------------------- reads
     def transfers(
         self, status: TransferStatus | tuple[TransferStatus, ...], *,

@@ -114,7 +114,7 @@ def run_relayer_process(cfg: FerryConfig) -> None:
     log.info("relayer starting chains=%s port=%d metrics_port=%d", list(engine.chains),
              cfg.relayer.port, cfg.relayer.metrics_port)
     run_relayer(engine, inbox, cfg.relayer.host, cfg.relayer.port, cfg.relayer.metrics_port,
-                cfg.relayer.poll_interval_s)
+                cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s)
 
 
 def run_validator_process(cfg: FerryConfig) -> None:
