@@ -95,10 +95,12 @@ def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> N
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--locks", type=int, default=2_000)
+    parser.add_argument("--poll-s", type=float, default=0.1,
+                        help="poll interval of the relayer's jobs and the validators")
     args = parser.parse_args()
     sign_rate, verify_rate = ed25519_rates()
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
-    net = Devnet(root, block_time_s=0.5, confirmation_depth=2, poll_interval_s=0.1,
+    net = Devnet(root, block_time_s=0.5, confirmation_depth=2, poll_interval_s=args.poll_s,
                  kdf=KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
     try:
         net.start_chains()
@@ -128,7 +130,8 @@ def main() -> int:
         net.stop()
         shutil.rmtree(root, ignore_errors=True)
     tps = args.locks / elapsed
-    print("\nlock -> mint, 5 validators (threshold 3), relayer + ledger on SQLite, 2 cores")
+    print("\nlock -> mint, 5 validators (threshold 3), relayer + ledger on SQLite, "
+          f"{os.cpu_count()} cores, polling every {args.poll_s} s")
     print(f"  locks                      {args.locks}")
     print(f"  final -> all minted        {elapsed:.2f} s")
     print(f"  throughput                 {tps:,.0f} transfers/s   (target >= {TARGET_TPS:,})")

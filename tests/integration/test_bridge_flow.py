@@ -83,7 +83,7 @@ def test_resubmitted_attestations_and_certificates_mint_once(stack):
     # The same certificate, replayed straight to the ledger, is a duplicate.
     vset = stack.ledger.validator_set()
     sigs = stack.engine.store.attestations_for("lock", [row.event_key], vset.epoch)[row.event_key]
-    assert len(sigs) == 5  # stored once per validator despite the re-delivery
+    assert len(sigs) == 3  # a quorum is stored; re-deliveries and extras are redundant
     cert = [(bytes.fromhex(v[2:]), bytes.fromhex(s[2:])) for v, s, _ in sigs[:3]]
     [result] = stack.ledger.mint_batch([MintRequest(_event(row), vset.epoch, cert)])
     assert result.status == "duplicate"
