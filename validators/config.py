@@ -23,7 +23,9 @@ class ValidatorSection(BaseModel):
             environment (``FERRY_VALIDATOR__PASSPHRASE``), never in the TOML file.
         relayer_url: base URL of the relayer's attestation inbox (``POST /v1/attestations``).
         ledger_url: base URL of the native ledger API, read over this validator's own connection.
-        poll_interval_s: seconds between scan passes.
+        poll_interval_s: seconds between scan passes (each asks every chain for its head).
+        ledger_poll_interval_s: seconds between ledger reads (status and burns) in the scan
+            loop; between reads, locks are signed under the epoch read last.
         batch_size: maximum attestations per POST and burns per ledger page.
         state_file: JSON file holding the scan cursors (last final block per chain, last burn seq).
         rotation_resend_blocks: on a ledger epoch change, lock events in this many final blocks
@@ -40,6 +42,7 @@ class ValidatorSection(BaseModel):
     relayer_url: str
     ledger_url: str
     poll_interval_s: float = Field(default=0.5, gt=0)
+    ledger_poll_interval_s: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     state_file: Path
     rotation_resend_blocks: int = Field(default=1000, ge=0)

@@ -1,31 +1,36 @@
 """The validator daemon: watch own chains and own ledger connection, sign, ship to the relayer.
 
-Owns: one validator process's loop, its scan cursors (the state file) and delivery of
-attestations to the relayer inbox (``POST {relayer_url}/v1/attestations``).
+Owns: one validator process's loop: what is read, signed and delivered when, and when its scan
+cursors move (file format: `validators.state`; relayer inbox: `validators.delivery`).
 Must not decide what may be signed (that is `validators.signer`), hold keys other than through
 `ValidatorKeys`, submit chain transactions, or trust anything the relayer says about chains.
 
-Each pass (`run_once`):
+Each pass (`run_once`; `run_forever` runs `run_scheduled` every ``poll_interval_s``):
 
-1. Read the ledger status (``network``, current validator-set ``epoch``). Ledger down: log, end
-   the pass. A status for another network is refused.
-2. Locks, per chain, on this validator's own `EvmAdapter` (no submitter key): scan
-   ``[cursor + 1, finalized]`` in ranges of ``max_block_range``; only final blocks are ever read,
-   so a reorg never reaches the cursor. Every event is signed under the current epoch and the
-   range's attestations are POSTed in batches of ``batch_size``. The cursor (last scanned final
-   block) advances only after the relayer answered 2xx for every batch of the range:
-   delivery is at-least-once, and re-sending is harmless because signing is deterministic.
-3. Releases: read each watched bridge's ``setNonce``, then ledger burns after the burn cursor
-   (``seq``) a page of ``batch_size`` at a time; sign, POST, advance after acceptance.
+1. Ledger status (``network``, validator-set ``epoch``): `run_once` reads it every pass,
+   `run_scheduled` at most every ``ledger_poll_interval_s`` on the injected clock, signing locks
+   under the epoch read last in between. Ledger down, or another network: log, sign nothing
+   until a later read succeeds.
+2. Locks, per chain, on this validator's own `EvmAdapter` (no submitter key): one head request
+   gives the finalized height (``head - confirmation_depth``, the rule of `EvmAdapter.finalized`;
+   with ``use_finalized_tag``, the node's ``finalized`` block). Not above the cursor (head
+   unchanged): nothing more is asked. Otherwise ``[cursor + 1, finalized]`` is scanned in ranges
+   of ``max_block_range``; only final blocks are ever read, so a reorg never reaches the cursor.
+   Events are signed under the current epoch and POSTed in batches of ``batch_size``. The cursor
+   advances only after the relayer answered 2xx for every batch of the range: delivery is
+   at-least-once, and re-sending is harmless because signing is deterministic.
+3. Releases, on passes that read the ledger: burns after the burn cursor (``seq``), a page of
+   ``batch_size`` at a time, with each bridge's ``setNonce`` read once per such pass; sign,
+   POST, advance after acceptance.
 
 Rotation (kept simple on purpose): the state file remembers the last ledger epoch and each
 bridge's ``setNonce``. When the ledger epoch changes, every chain's block cursor is moved back
 ``rotation_resend_blocks`` (not below ``start_block - 1``) so that lock events of those final
 blocks are re-signed under the new epoch, which un-sticks locks certified under the old set but
-not yet minted. When a bridge's ``setNonce`` changes, the burn cursor moves back
-``rotation_resend_burns`` so that recent burns are re-signed for the new set. Older pending items
-need an operator (rewind the state file). Re-sent items the relayer already handled are
-rejected or ignored by it.
+not yet minted. When a bridge's ``setNonce`` changes (noticed at the next ledger read), the
+burn cursor moves back ``rotation_resend_burns`` so that recent burns are re-signed for the new
+set. Older pending items need an operator (rewind the state file). Re-sent items the relayer
+already handled are rejected or ignored by it.
 
 Failure handling: RPC calls are retried with tenacity on `RpcUnavailable` only, bounded by
 attempts and time; any chain, ledger or relayer failure is logged and the pass moves on; the
@@ -34,13 +39,11 @@ cursor stays put and the next pass retries. `run_forever` never lets a pass cras
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import httpx
@@ -55,8 +58,10 @@ from tenacity import (
 
 from adapters.base import BlockRef, LockEvent
 from adapters.errors import BridgeError, ChainError, ConfigError, RpcUnavailable
+from adapters.evm.finality import finalized_height
 from validators.attestation import ValidatorSet
 from validators.config import ValidatorSection
+from validators.delivery import RELAYER_TIMEOUT_S, deliver
 from validators.keystore import ValidatorKeys
 from validators.signer import (
     BurnLike,
@@ -66,18 +71,16 @@ from validators.signer import (
     SetNonceReader,
     SigningRefused,
 )
+from validators.state import CursorState, load_state, save_state
 
 if TYPE_CHECKING:
     from adapters.evm.config import EvmChainConfig
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
-ATTESTATIONS_PATH = "/v1/attestations"
 MAX_RANGES_PER_PASS = 50  # bounds one pass so `stop_event` is honoured while catching up
 MAX_BURN_PAGES_PER_PASS = 20
 MAX_BURN_PAGE = 1000  # the ledger's largest ``GET /v1/ledger/burns`` page (ledger.service)
-RELAYER_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -86,6 +89,8 @@ class ValidatorAdapter(Protocol):
     """What the daemon uses of a chain adapter (`adapters.evm.adapter.EvmAdapter` fits)."""
 
     chain: str
+
+    def head(self) -> BlockRef: ...
 
     def finalized(self) -> BlockRef: ...
 
@@ -103,86 +108,12 @@ class LedgerReader(Protocol):
 
 
 @dataclass(slots=True)
-class CursorState:
-    """The persisted scan position (JSON in ``state_file``).
-
-    Attributes:
-        blocks: per CAIP-2 chain, the last final block whose lock events were delivered.
-        set_nonces: per CAIP-2 chain, the bridge ``setNonce`` seen last.
-        burn_seq: ledger seq of the last burn delivered (the ``after_seq`` of the next read).
-        epoch: ledger validator-set epoch seen last (None before the first pass).
-    """
-
-    blocks: dict[str, int] = field(default_factory=dict)
-    set_nonces: dict[str, int] = field(default_factory=dict)
-    burn_seq: int = 0
-    epoch: int | None = None
-
-
-@dataclass(slots=True)
 class PassResult:
-    """What one `run_once` delivered (attestations the relayer answered 2xx for)."""
+    """What one pass delivered (attestations the relayer answered 2xx for)."""
 
     locks_sent: int = 0
     releases_sent: int = 0
     ok: bool = True
-
-
-def load_state(path: Path, *, network: str, validator: str) -> CursorState:
-    """Read the state file; a missing file is an empty state.
-
-    Raises:
-        ConfigError: unreadable, corrupt, or written for another network or validator (its
-            cursors would skip or replay the wrong events).
-    """
-    try:
-        raw = path.read_text()
-    except FileNotFoundError:
-        return CursorState()
-    except OSError as exc:
-        raise ConfigError(f"cannot read validator state {path}: {exc.strerror}") from exc
-    try:
-        doc = json.loads(raw)
-        if doc.get("version") != STATE_VERSION:
-            raise ConfigError(f"unsupported validator state version in {path}")
-        if doc.get("network") != network or doc.get("validator") != validator:
-            raise ConfigError(
-                f"validator state {path} belongs to network={doc.get('network')} "
-                f"validator={doc.get('validator')}"
-            )
-        chains = doc["chains"]
-        return CursorState(
-            blocks={c: int(v["block"]) for c, v in chains.items()},
-            set_nonces={
-                c: int(v["set_nonce"]) for c, v in chains.items() if v.get("set_nonce") is not None
-            },
-            burn_seq=int(doc["burn_seq"]),
-            epoch=None if doc.get("epoch") is None else int(doc["epoch"]),
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"corrupt validator state {path}") from exc
-
-
-def save_state(path: Path, state: CursorState, *, network: str, validator: str) -> None:
-    """Write the state file atomically (temp file, ``fsync``, ``os.replace``)."""
-    doc = {
-        "version": STATE_VERSION,
-        "network": network,
-        "validator": validator,
-        "epoch": state.epoch,
-        "burn_seq": state.burn_seq,
-        "chains": {
-            chain: {"block": block, "set_nonce": state.set_nonces.get(chain)}
-            for chain, block in sorted(state.blocks.items())
-        },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class _KnownNonce:
@@ -220,6 +151,7 @@ class ValidatorDaemon:
         rpc_attempts: attempts per RPC call on `RpcUnavailable`.
         rpc_wait_s: first back-off between attempts (doubles, capped at 4 s).
         rpc_max_delay_s: overall time bound of one retried RPC call.
+        clock: monotonic seconds, for pacing ledger reads (``time.monotonic``; tests move it).
 
     Raises:
         ConfigError: duplicate chains, or a state file that is corrupt or not this validator's.
@@ -238,6 +170,7 @@ class ValidatorDaemon:
         rpc_attempts: int = 4,
         rpc_wait_s: float = 0.25,
         rpc_max_delay_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.section = section
         self.network = network
@@ -265,12 +198,17 @@ class ValidatorDaemon:
             reraise=True,
         )
         self._validator_id = keys.ed25519_public_hex
-        self.state = load_state(section.state_file, network=network, validator=self._validator_id)
+        self.state: CursorState = load_state(
+            section.state_file, network=network, validator=self._validator_id
+        )
         for chain in self.chains:
             floor = chain.start_block - 1
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
         self._member_epoch: int | None = None
         self._unreachable: set[str] = set()  # chains whose RPC failed during the current pass
+        self._clock = clock
+        self._ledger_read_at: float | None = None  # clock time of the last ledger read
+        self._epoch: int | None = None  # epoch of the last good status; None: do not sign
 
     @staticmethod
     def _default_adapters(chains: list[EvmChainConfig]) -> dict[str, ValidatorAdapter]:
@@ -299,7 +237,7 @@ class ValidatorDaemon:
     # -- the loop ---------------------------------------------------------------------------
 
     def run_forever(self, stop_event: threading.Event) -> None:
-        """Run passes every ``poll_interval_s`` until `stop_event` is set."""
+        """Run `run_scheduled` every ``poll_interval_s`` until `stop_event` is set."""
         logger.info(
             "validator starting name=%s validator=%s evm=%s chains=%s",
             self.section.name,
@@ -309,26 +247,61 @@ class ValidatorDaemon:
         )
         while not stop_event.is_set():
             try:
-                self.run_once()
+                self.run_scheduled()
             except Exception:  # last resort: a validator must not die on a bug
                 logger.exception("validator pass failed; retrying next loop")
             stop_event.wait(self.section.poll_interval_s)
         logger.info("validator stopped name=%s", self.section.name)
 
     def run_once(self) -> PassResult:
-        """One pass over every chain and the ledger's burns. Never raises for I/O failures.
+        """One full pass: the ledger status, every chain's locks, the ledger's burns.
+
+        Reads the ledger whatever the clock says (callers that pace passes themselves, such as
+        tests stepping a stack, see every burn at once). Never raises for I/O failures.
 
         Returns:
             What was delivered; ``ok`` is False if some source or the relayer failed.
         """
+        return self._pass(read_ledger=True)
+
+    def run_scheduled(self) -> PassResult:
+        """One pass of `run_forever`: every chain's locks; the ledger only when due.
+
+        The ledger (status, then burns) is read when ``ledger_poll_interval_s`` has passed on
+        the clock since the last read, or was never read; in between, locks are signed under
+        the epoch of the last good status. Never raises for I/O failures.
+
+        Returns:
+            What was delivered; ``ok`` is False if some source or the relayer failed.
+        """
+        last = self._ledger_read_at
+        due = last is None or self._clock() - last >= self.section.ledger_poll_interval_s
+        return self._pass(read_ledger=due)
+
+    def _pass(self, *, read_ledger: bool) -> PassResult:
         result = PassResult()
         self._unreachable = set()
+        if read_ledger:
+            self._ledger_read_at = self._clock()
+            self._read_status()
+        epoch = self._epoch
+        if epoch is None:  # no good status since the last failed read: sign nothing
+            result.ok = False
+            return result
+        for chain in self.chains:
+            result.ok &= self._scan_locks(chain, epoch, result)
+        if read_ledger:
+            result.ok &= self._scan_burns(result)
+        return result
+
+    def _read_status(self) -> None:
+        """Read the ledger status; set ``_epoch`` to its epoch, or to None when it is unusable."""
+        self._epoch = None
         try:
             status = self._ledger.status()
         except (BridgeError, httpx.HTTPError) as exc:
             logger.warning("ledger status unavailable: %s", exc)
-            result.ok = False
-            return result
+            return
         if status.network != self.network:
             logger.error(
                 "ledger at %s serves network=%s, expected %s; not signing",
@@ -336,14 +309,10 @@ class ValidatorDaemon:
                 status.network,
                 self.network,
             )
-            result.ok = False
-            return result
+            return
         epoch = int(status.epoch)
         self._note_epoch(epoch, getattr(status, "validator_set", None))
-        for chain in self.chains:
-            result.ok &= self._scan_locks(chain, epoch, result)
-        result.ok &= self._scan_burns(result)
-        return result
+        self._epoch = epoch
 
     # -- locks ------------------------------------------------------------------------------
 
@@ -378,15 +347,30 @@ class ValidatorDaemon:
         self.state.epoch = epoch
         self._save()
 
+    def _finalized_height(self, chain: EvmChainConfig, adapter: ValidatorAdapter) -> int:
+        """This validator's own finalized height of `chain`, in one request.
+
+        SECURITY: the same rule as `EvmAdapter.finalized`: ``head - confirmation_depth``
+        (`adapters.evm.finality`), or the node's ``finalized`` block with ``use_finalized_tag``.
+        Only the height is used, so the block at that height need not be fetched.
+
+        Raises:
+            ChainError: the node could not be asked (after the retry policy).
+        """
+        if chain.use_finalized_tag:
+            return self._rpc(adapter.finalized).number
+        return finalized_height(self._rpc(adapter.head).number, chain.confirmation_depth)
+
     def _scan_locks(self, chain: EvmChainConfig, epoch: int, result: PassResult) -> bool:
         caip2 = chain.caip2
         adapter = self._adapters[caip2]
         try:
-            finalized = self._rpc(adapter.finalized).number
+            finalized = self._finalized_height(chain, adapter)
         except ChainError as exc:
             logger.warning("finalized height unavailable chain=%s: %s", caip2, exc)
             self._unreachable.add(caip2)
             return False
+        # Head unchanged (or not past the depth) and nothing left to deliver: no further request.
         for _ in range(MAX_RANGES_PER_PASS):
             cursor = self.state.blocks[caip2]
             if cursor >= finalized:
@@ -433,7 +417,8 @@ class ValidatorDaemon:
     # -- releases ---------------------------------------------------------------------------
 
     def _read_set_nonces(self) -> dict[str, SetNonceReader]:
-        """Read each bridge's ``setNonce`` once for this pass; rewind burns on a rotation."""
+        """Read each bridge's ``setNonce`` once per burns poll; rewind burns on a rotation, so
+        burns signed under the old set are signed again even if no new burn arrives."""
         readers: dict[str, SetNonceReader] = {}
         rotated: list[str] = []
         changed = False
@@ -468,8 +453,7 @@ class ValidatorDaemon:
         return readers
 
     def _scan_burns(self, result: PassResult) -> bool:
-        readers = self._read_set_nonces()
-        signer = ReleaseSigner(self.network, self.keys, self.chains, readers)
+        signer = ReleaseSigner(self.network, self.keys, self.chains, self._read_set_nonces())
         limit = min(self.section.batch_size, MAX_BURN_PAGE)
         for _ in range(MAX_BURN_PAGES_PER_PASS):
             cursor = self.state.burn_seq
@@ -528,44 +512,12 @@ class ValidatorDaemon:
     # -- delivery and state -----------------------------------------------------------------
 
     def _deliver(self, payloads: list[dict[str, Any]]) -> bool:
-        """POST `payloads` in batches; True only if the relayer answered 2xx to every batch."""
-        size = self.section.batch_size
-        for start in range(0, len(payloads), size):
-            batch = payloads[start : start + size]
-            try:
-                response = self._relayer.post(ATTESTATIONS_PATH, json={"attestations": batch})
-            except httpx.HTTPError as exc:
-                logger.warning("relayer unreachable at %s: %s", self.section.relayer_url, exc)
-                return False
-            if not response.is_success:
-                logger.warning(
-                    "relayer refused batch status=%d body=%s",
-                    response.status_code,
-                    response.text[:200],
-                )
-                return False
-            self._log_rejections(batch, response)
-        return True
-
-    @staticmethod
-    def _log_rejections(batch: list[dict[str, Any]], response: httpx.Response) -> None:
-        try:
-            answer = response.json()
-            rejected = answer.get("rejected") or []
-        except (ValueError, AttributeError):
-            logger.warning("relayer answered 2xx with a malformed body; treating as accepted")
-            return
-        for item in rejected:
-            index = item.get("index") if isinstance(item, dict) else None
-            sent = batch[index] if isinstance(index, int) and 0 <= index < len(batch) else {}
-            body = sent.get("body") or {}
-            logger.warning(
-                "relayer rejected attestation kind=%s event_id=%s burn_id=%s code=%s",
-                sent.get("kind"),
-                body.get("event_id"),
-                sent.get("burn_id"),
-                item.get("code") if isinstance(item, dict) else None,
-            )
+        return deliver(
+            self._relayer,
+            payloads,
+            batch_size=self.section.batch_size,
+            relayer_url=self.section.relayer_url,
+        )
 
     def _save(self) -> None:
         save_state(

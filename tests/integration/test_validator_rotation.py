@@ -158,7 +158,7 @@ def test_new_set_mints_and_releases_after_rotation(stack):
     assert weth.minted_total == weth.supply == 3 * UNIT // 2  # minted exactly once
     new_ids = {k.ed25519_public_hex for k in new}
     sigs = stack.engine.store.attestations_for("lock", [row.event_key], 2)[row.event_key]
-    assert {v for v, _, _ in sigs} == new_ids
+    assert len(sigs) >= THRESHOLD and {v for v, _, _ in sigs} <= new_ids
     [mint] = [e for e in stack.ledger.journal(limit=1000) if e.kind == "mint"]
     assert '"epoch":"2"' in mint.payload
     assert sum(v in mint.payload for v in new_ids) == THRESHOLD  # 3 of the 5 new members
@@ -174,7 +174,7 @@ def test_new_set_mints_and_releases_after_rotation(stack):
     assert stack.balance(account, "ethereum") == UNIT
     new_evm = {k.evm_address for k in new}
     release_sigs = stack.engine.store.attestations_for("release", [burn_id], 2)[burn_id]
-    assert {v for v, _, _ in release_sigs} == new_evm
+    assert len(release_sigs) >= THRESHOLD and {v for v, _, _ in release_sigs} <= new_evm
     stack.ledger.check_invariants()
 
 

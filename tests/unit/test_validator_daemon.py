@@ -1,14 +1,17 @@
 """ValidatorDaemon with fake adapters, a fake ledger and an httpx MockTransport relayer:
-cursor persistence, at-least-once delivery, failure tolerance and rotation re-sends."""
+cursor persistence, at-least-once delivery, failure tolerance, rotation re-sends, and how few
+requests an idle pass makes (head only; ledger paced by a moved clock)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import threading
+from collections import Counter
 from types import SimpleNamespace
 
 import httpx
+import pydantic
 import pytest
 from nacl.signing import SigningKey
 from pydantic import SecretStr
@@ -30,6 +33,7 @@ TOKEN = "0x" + "70" * 20
 PAYEE = "0x" + "a7" * 20
 USER = SigningKey(b"\x07" * 32)
 KEYS = ValidatorKeys(bytes(range(32)), bytes.fromhex("11" * 32))
+DEPTH = 2  # EvmChainConfig's default confirmation_depth
 
 
 def chain_config(**changes: object) -> EvmChainConfig:
@@ -60,7 +64,8 @@ def lock_at(block: int, nonce: int) -> LockEvent:
 
 
 class FakeAdapter:
-    """A chain whose final height and events the test controls; can fail N reads."""
+    """A chain whose final height (head - DEPTH) and events the test controls; counts its
+    reads and can fail the next N."""
 
     def __init__(self, events: list[LockEvent], finalized: int, set_nonce: int = 1) -> None:
         self.chain = ETH
@@ -69,23 +74,29 @@ class FakeAdapter:
         self.nonce = set_nonce
         self.fail_reads = 0
         self.ranges: list[tuple[int, int]] = []
+        self.calls: Counter[str] = Counter()
 
-    def _maybe_fail(self) -> None:
+    def _read(self, name: str) -> None:
+        self.calls[name] += 1
         if self.fail_reads:
             self.fail_reads -= 1
             raise RpcUnavailable("connection refused", chain=self.chain)
 
+    def head(self) -> BlockRef:
+        self._read("head")
+        return BlockRef(self.height + DEPTH, "0x" + "00" * 32)
+
     def finalized(self) -> BlockRef:
-        self._maybe_fail()
+        self._read("finalized")
         return BlockRef(self.height, "0x" + "00" * 32)
 
     def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]:
-        self._maybe_fail()
+        self._read("lock_events")
         self.ranges.append((from_block, to_block))
         return [e for e in self.events if from_block <= e.block_number <= to_block]
 
     def set_nonce(self) -> int:
-        self._maybe_fail()
+        self._read("set_nonce")
         return self.nonce
 
 
@@ -95,8 +106,10 @@ class FakeLedger:
         self.network = NETWORK
         self.burn_records: list[BurnRecord] = []
         self.down = False
+        self.calls: Counter[str] = Counter()
 
     def status(self) -> SimpleNamespace:
+        self.calls["status"] += 1
         if self.down:
             raise httpx.ConnectError("ledger down")
         members = (KEYS.info,)
@@ -107,6 +120,7 @@ class FakeLedger:
         )
 
     def burns(self, after_seq: int, limit: int) -> list[BurnRecord]:
+        self.calls["burns"] += 1
         if self.down:
             raise httpx.ConnectError("ledger down")
         return [b for b in self.burn_records if b.seq > after_seq][:limit]
@@ -152,6 +166,16 @@ def burn_at(seq: int, amount: int = 500) -> BurnRecord:
     )
 
 
+class FakeClock:
+    """Monotonic seconds that only move when the test says so."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @pytest.fixture
 def world(tmp_path):
     adapter = FakeAdapter([lock_at(3, 1), lock_at(12, 2), lock_at(25, 3)], finalized=20)
@@ -169,7 +193,9 @@ def world(tmp_path):
         rotation_resend_burns=1,
     )
 
-    def make(**section_changes: object) -> ValidatorDaemon:
+    clock = FakeClock()
+
+    def make(chain: EvmChainConfig | None = None, **section_changes: object) -> ValidatorDaemon:
         sec = section.model_copy(update=section_changes)
         client = httpx.Client(
             base_url="http://relayer", transport=httpx.MockTransport(relayer.handler)
@@ -177,16 +203,22 @@ def world(tmp_path):
         return ValidatorDaemon(
             sec,
             NETWORK,
-            [chain_config()],
+            [chain or chain_config()],
             KEYS,
             adapters={ETH: adapter},
             ledger=ledger,
             relayer=client,
             rpc_wait_s=0.0,
+            clock=clock,
         )
 
     return SimpleNamespace(
-        adapter=adapter, ledger=ledger, relayer=relayer, make=make, state=section.state_file
+        adapter=adapter,
+        ledger=ledger,
+        relayer=relayer,
+        make=make,
+        state=section.state_file,
+        clock=clock,
     )
 
 
@@ -343,17 +375,23 @@ def test_epoch_change_resends_locks_of_the_last_n_blocks_under_the_new_epoch(wor
     assert state["epoch"] == 2 and state["chains"][ETH]["block"] == 20
 
 
-def test_set_nonce_change_resends_the_last_n_burns(world):
+def test_set_nonce_change_resends_the_last_n_burns_at_the_next_ledger_read(world):
     world.adapter.events = []
     world.ledger.burn_records = [burn_at(1), burn_at(2)]
     daemon = world.make()
     daemon.run_once()
     world.relayer.batches.clear()
     world.adapter.nonce = 2
-    daemon.run_once()
+    daemon.run_once()  # no new burn, yet the rotation is seen: cursor 2 - 1 burn -> burn 2
     assert [(a["burn_id"], a["set_nonce"]) for a in world.relayer.sent] == [
-        ("0x" + burn_at(2).burn_id.hex(), "2")
+        ("0x" + burn_at(2).burn_id.hex(), "2"),
     ]
+    world.ledger.burn_records.append(burn_at(3))
+    daemon.run_once()
+    assert [(a["burn_id"], a["set_nonce"]) for a in world.relayer.sent][-1] == (
+        "0x" + burn_at(3).burn_id.hex(), "2")
+    state = json.loads(world.state.read_text())
+    assert state["burn_seq"] == 3 and state["chains"][ETH]["set_nonce"] == 2
 
 
 def test_state_file_of_another_validator_is_refused(world):
@@ -398,9 +436,9 @@ def test_run_forever_survives_a_failing_pass_and_stops_on_the_event(world):
     daemon = world.make(poll_interval_s=0.01)
     stop = threading.Event()
     calls = {"n": 0}
-    real = daemon.run_once
+    real = daemon.run_scheduled
 
-    def run_once():
+    def run_scheduled():
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("bug")
@@ -408,7 +446,7 @@ def test_run_forever_survives_a_failing_pass_and_stops_on_the_event(world):
             stop.set()
         return real()
 
-    daemon.run_once = run_once
+    daemon.run_scheduled = run_scheduled
     thread = threading.Thread(target=daemon.run_forever, args=(stop,))
     thread.start()
     thread.join(timeout=5)
@@ -441,3 +479,156 @@ def test_a_chain_whose_rpc_failed_is_not_waited_on_twice_in_one_pass(world):
     assert not world.make().run_once().ok
     assert calls["set_nonce"] == 0
     assert json.loads(world.state.read_text())["burn_seq"] == 0
+
+
+# -- what a pass asks for: one head request when idle; the ledger paced by the clock ------------
+
+
+def test_unchanged_head_costs_one_head_request_and_no_scan(world):
+    daemon = world.make()
+    daemon.run_once()
+    world.adapter.calls.clear()
+    world.adapter.ranges.clear()
+    world.relayer.batches.clear()
+    daemon.run_scheduled()  # no time has passed: the ledger (and setNonce) is not read again
+    assert world.adapter.calls == Counter(head=1)  # no finalized, lock_events or set_nonce
+    assert world.adapter.ranges == [] and world.relayer.sent == []
+
+
+def test_new_head_scans_only_the_newly_final_blocks(world):
+    daemon = world.make()
+    daemon.run_once()
+    world.adapter.ranges.clear()
+    world.adapter.height = 27  # head 29
+    result = daemon.run_once()
+    assert world.adapter.ranges == [(21, 27)]
+    assert result.locks_sent == 1 and lock_ids(world.relayer.sent)[-1] == f"{ETH}/{BRIDGE}/3"
+    assert world.adapter.calls["finalized"] == 0
+    assert json.loads(world.state.read_text())["chains"][ETH]["block"] == 27
+
+
+def test_locks_above_head_minus_confirmation_depth_are_not_read_or_signed(world):
+    world.adapter.events = [lock_at(25, 1)]
+    world.adapter.height = 24  # head 26: block 25 is only one block deep
+    daemon = world.make()
+    daemon.run_once()
+    assert world.relayer.sent == []
+    assert max(high for _, high in world.adapter.ranges) == 24
+    world.adapter.height = 25  # head 27
+    daemon.run_once()
+    assert lock_ids(world.relayer.sent) == [f"{ETH}/{BRIDGE}/1"]
+
+
+def test_an_undelivered_range_is_retried_while_the_head_stands_still(world):
+    world.relayer.mode = "503"
+    daemon = world.make()
+    daemon.run_once()
+    world.relayer.mode = "up"
+    world.adapter.ranges.clear()
+    assert daemon.run_once().locks_sent == 2  # same head, cursor still behind it
+    assert world.adapter.ranges == [(0, 9), (10, 19), (20, 20)]
+
+
+def test_finalized_tag_chains_ask_the_node_for_its_finalized_block(world):
+    daemon = world.make(chain=chain_config(use_finalized_tag=True))
+    assert daemon.run_once().locks_sent == 2
+    world.adapter.ranges.clear()
+    daemon.run_once()
+    assert world.adapter.calls["head"] == 0 and world.adapter.calls["finalized"] == 2
+    assert world.adapter.ranges == []
+
+
+def test_set_nonce_is_read_once_per_ledger_read_not_per_pass(world):
+    daemon = world.make(ledger_poll_interval_s=1.0)
+    daemon.run_scheduled()
+    assert world.adapter.calls["set_nonce"] == 1
+    for _ in range(4):
+        world.clock.t += 0.2
+        daemon.run_scheduled()
+    assert world.adapter.calls["set_nonce"] == 1
+    world.clock.t += 0.5
+    daemon.run_scheduled()
+    assert world.adapter.calls["set_nonce"] == 2
+
+
+def test_scheduled_passes_read_the_ledger_at_most_every_ledger_poll_interval(world):
+    daemon = world.make(ledger_poll_interval_s=1.0)
+    world.ledger.burn_records = [burn_at(1)]
+    daemon.run_scheduled()
+    assert world.ledger.calls == Counter(status=1, burns=1)
+    assert len(world.relayer.sent) == 3  # two locks, one release
+
+    world.ledger.burn_records.append(burn_at(2))
+    world.adapter.height = 30
+    for _ in range(4):
+        world.clock.t += 0.2
+        daemon.run_scheduled()
+    assert world.ledger.calls == Counter(status=1, burns=1)
+    assert world.adapter.calls["head"] == 5  # chains are still polled every pass
+    assert lock_ids(world.relayer.sent)[-1] == f"{ETH}/{BRIDGE}/3"  # under the epoch read last
+    assert world.relayer.sent[-1]["body"]["epoch"] == "1"
+    assert [a for a in world.relayer.sent if a["kind"] == "release"] == world.relayer.sent[2:3]
+
+    world.clock.t += 0.2  # 1.0 s after the first read
+    daemon.run_scheduled()
+    assert world.ledger.calls == Counter(status=2, burns=2)
+    assert world.relayer.sent[-1]["burn_id"] == "0x" + burn_at(2).burn_id.hex()
+
+
+def test_run_once_reads_the_ledger_every_pass_whatever_the_clock(world):
+    daemon = world.make(ledger_poll_interval_s=60.0)
+    daemon.run_once()
+    daemon.run_once()
+    assert world.ledger.calls == Counter(status=2, burns=2)
+
+
+def test_epoch_change_read_after_the_interval_resends_the_last_n_blocks(world):
+    daemon = world.make(ledger_poll_interval_s=1.0)
+    daemon.run_scheduled()
+    world.relayer.batches.clear()
+    world.ledger.epoch = 2
+    world.clock.t += 0.5
+    daemon.run_scheduled()  # not read yet: nothing re-signed
+    assert world.relayer.sent == []
+    assert json.loads(world.state.read_text())["epoch"] == 1
+
+    world.clock.t += 0.5
+    daemon.run_scheduled()
+    # cursor 20 - 15 blocks -> rescan from 6 though the head did not move: lock 2 re-signed
+    assert lock_ids(world.relayer.sent) == [f"{ETH}/{BRIDGE}/2"]
+    assert world.relayer.sent[0]["body"]["epoch"] == "2"
+    state = json.loads(world.state.read_text())
+    assert state["epoch"] == 2 and state["chains"][ETH]["block"] == 20
+
+
+def test_no_lock_is_signed_after_a_failed_ledger_read_until_a_read_succeeds(world):
+    daemon = world.make(ledger_poll_interval_s=1.0)
+    world.ledger.down = True
+    assert not daemon.run_scheduled().ok
+    world.ledger.down = False
+    world.clock.t += 0.5
+    assert not daemon.run_scheduled().ok  # not due yet: still no known epoch
+    assert world.relayer.sent == [] and world.ledger.calls["status"] == 1
+    world.clock.t += 0.5
+    assert daemon.run_scheduled().locks_sent == 2
+
+
+def test_a_ledger_of_another_network_stops_lock_signing_between_reads(world):
+    daemon = world.make(ledger_poll_interval_s=1.0)
+    daemon.run_scheduled()
+    world.relayer.batches.clear()
+    world.ledger.network = "mainnet"
+    world.clock.t += 1.0
+    daemon.run_scheduled()
+    world.adapter.height = 30
+    world.clock.t += 0.5
+    assert not daemon.run_scheduled().ok
+    assert world.relayer.sent == []
+
+
+@pytest.mark.parametrize("interval", [0, -1.0])
+def test_ledger_poll_interval_must_be_positive(world, interval):
+    fields = world.make().section.model_dump()
+    assert fields["ledger_poll_interval_s"] == 1.0  # the default
+    with pytest.raises(pydantic.ValidationError, match="ledger_poll_interval_s"):
+        ValidatorSection(**{**fields, "ledger_poll_interval_s": interval})

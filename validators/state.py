@@ -1,0 +1,114 @@
+"""The validator daemon's state file: its scan cursors, persisted as JSON.
+
+Owns: `CursorState` and its file format (``STATE_VERSION``), read by `load_state` and written
+atomically by `save_state`. Must not decide when cursors move (that is `validators.daemon`), nor
+hold anything secret: the file names the validator by its public Ed25519 key only.
+
+Format (``version`` 1)::
+
+    {"version": 1, "network": "...", "validator": "<ed25519 public hex>", "epoch": 3,
+     "burn_seq": 41, "chains": {"eip155:1": {"block": 1200, "set_nonce": 2}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.errors import ConfigError
+
+STATE_VERSION = 1
+
+
+@dataclass(slots=True)
+class CursorState:
+    """The persisted scan position (JSON in ``state_file``).
+
+    Attributes:
+        blocks: per CAIP-2 chain, the last final block whose lock events were delivered.
+        set_nonces: per CAIP-2 chain, the bridge ``setNonce`` seen last.
+        burn_seq: ledger seq of the last burn delivered (the ``after_seq`` of the next read).
+        epoch: ledger validator-set epoch seen last (None before the first pass).
+    """
+
+    blocks: dict[str, int] = field(default_factory=dict)
+    set_nonces: dict[str, int] = field(default_factory=dict)
+    burn_seq: int = 0
+    epoch: int | None = None
+
+
+def load_state(path: Path, *, network: str, validator: str) -> CursorState:
+    """Read the state file; a missing file is an empty state.
+
+    Args:
+        path: the state file.
+        network: Ferry network name the file must have been written for.
+        validator: Ed25519 public key (hex) of the validator the file must belong to.
+
+    Returns:
+        The cursors stored in the file, or an empty `CursorState` when there is no file.
+
+    Raises:
+        ConfigError: unreadable, corrupt, or written for another network or validator (its
+            cursors would skip or replay the wrong events).
+    """
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return CursorState()
+    except OSError as exc:
+        raise ConfigError(f"cannot read validator state {path}: {exc.strerror}") from exc
+    try:
+        doc = json.loads(raw)
+        if doc.get("version") != STATE_VERSION:
+            raise ConfigError(f"unsupported validator state version in {path}")
+        if doc.get("network") != network or doc.get("validator") != validator:
+            raise ConfigError(
+                f"validator state {path} belongs to network={doc.get('network')} "
+                f"validator={doc.get('validator')}"
+            )
+        chains = doc["chains"]
+        return CursorState(
+            blocks={c: int(v["block"]) for c, v in chains.items()},
+            set_nonces={
+                c: int(v["set_nonce"]) for c, v in chains.items() if v.get("set_nonce") is not None
+            },
+            burn_seq=int(doc["burn_seq"]),
+            epoch=None if doc.get("epoch") is None else int(doc["epoch"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"corrupt validator state {path}") from exc
+
+
+def save_state(path: Path, state: CursorState, *, network: str, validator: str) -> None:
+    """Write the state file atomically (temp file, ``fsync``, ``os.replace``).
+
+    Args:
+        path: the state file; its directory is created if missing.
+        state: the cursors to write.
+        network: Ferry network name, stored so `load_state` can refuse another network's file.
+        validator: Ed25519 public key (hex) of this validator, stored for the same reason.
+
+    Raises:
+        OSError: the file could not be written (the previous file is left intact).
+    """
+    doc = {
+        "version": STATE_VERSION,
+        "network": network,
+        "validator": validator,
+        "epoch": state.epoch,
+        "burn_seq": state.burn_seq,
+        "chains": {
+            chain: {"block": block, "set_nonce": state.set_nonces.get(chain)}
+            for chain, block in sorted(state.blocks.items())
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
