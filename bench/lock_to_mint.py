@@ -117,12 +117,14 @@ def main() -> int:
             time.sleep(0.01)
         t_final = time.perf_counter()
         cpu_before = cpu_by_process(net)
+        if os.environ.get("FERRY_BENCH_MARK"):  # lets an outside profiler time the window
+            Path(os.environ["FERRY_BENCH_MARK"]).touch()
         expected = args.locks * UNIT
         deadline = time.monotonic() + 300
         while ledger.account(recipient).balances.get(weth, 0) < expected:
             if time.monotonic() > deadline:
                 raise SystemExit("not all locks minted within 300 s")
-            time.sleep(0.02)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - t_final
         cpu_after = cpu_by_process(net)
         minted = ledger.account(recipient).balances.get(weth, 0)

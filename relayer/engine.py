@@ -143,7 +143,7 @@ class Engine:
         end = min(head.number, start + plan.max_block_range - 1)
         if end < start:
             return 0
-        end_hash = a.block_hash(end)
+        end_hash = head.hash if end == head.number else a.block_hash(end)
         events = a.lock_events(start, end)
         if end_hash is None or a.block_hash(end) != end_hash:
             return 0  # the chain moved under the scan; try again next run
@@ -234,22 +234,32 @@ class Engine:
         Returns the number of transfers executed (minted now or found already minted).
         """
         done, after = 0, 0
+        vset: ValidatorSet = self.ledger_status.get().validator_set
         for _ in range(MAX_PAGES):
-            rows = self.store.transfers((S.CONFIRMED, S.ATTESTED), kind=TransferKind.LOCK,
-                                        after_id=after, limit=self.batch_size)
+            rows = self.store.transfers_with_attestations(
+                (S.CONFIRMED, S.ATTESTED), TransferKind.LOCK, "lock", vset.epoch,
+                vset.threshold, after_id=after, limit=self.batch_size)
             if not rows:
                 break
-            done += self._mint_page(rows)
+            done += self._mint_page(rows, vset)
             if len(rows) < self.batch_size:
                 break
             after = rows[-1].id
+        self._requeue_stale_attested(vset)
         return done
 
-    def _mint_page(self, rows: list[Any]) -> int:
-        status = self.ledger_status.get()
-        vset: ValidatorSet = status.validator_set
+    def _requeue_stale_attested(self, vset: ValidatorSet) -> None:
+        """Attested locks whose quorum no longer counts (the set rotated) collect again."""
+        attested = self.store.transfers(S.ATTESTED, kind=TransferKind.LOCK, limit=self.batch_size)
+        if not attested:
+            return
+        have = self.store.attestations_for("lock", [r.event_key for r in attested], vset.epoch)
+        self.store.advance(
+            Change(r.id, S.CONFIRMED, "quorum no longer valid for the current epoch")
+            for r in attested if len(have.get(r.event_key, [])) < vset.threshold)
+
+    def _mint_page(self, rows: list[Any], vset: ValidatorSet) -> int:
         confirmed = [r for r in rows if r.status == S.CONFIRMED.value]
-        attested = [r for r in rows if r.status == S.ATTESTED.value]
         events = {r.event_key: _event_of(r) for r in rows}
         messages = {k: lock_attestation_message(self.network, e, vset.epoch)
                     for k, e in events.items()}
@@ -270,9 +280,6 @@ class Engine:
                 self.metrics.attestation_latency.observe(max(0.0, now - r.updated_at))
         self.store.advance(to_attest)
         ready = [r for r in rows if r.event_key in certs]
-        stale = [Change(r.id, S.CONFIRMED, "quorum no longer valid for the current epoch")
-                 for r in attested if r.event_key not in certs]
-        self.store.advance(stale)
         if not ready:
             return 0
         requests = [self.mint_request(events[r.event_key], vset.epoch, certs[r.event_key])

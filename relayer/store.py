@@ -277,6 +277,28 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(T.c.id).limit(limit)).all())
 
+    def transfers_with_attestations(
+        self, statuses: tuple[TransferStatus, ...], kind: TransferKind, attestation_kind: str,
+        epoch: int, at_least: int, *, after_id: int = 0, limit: int = 500,
+    ) -> list[Any]:
+        """Transfers in `statuses` (oldest first, id above `after_id`) for which at least
+        `at_least` attestations of `epoch` are stored: the only ones worth checking for a
+        quorum. Whether those signatures are over the transfer's own message is the caller's
+        check."""
+        counted = (
+            select(A.c.event_key)
+            .where(and_(A.c.kind == attestation_kind, A.c.epoch == epoch))
+            .group_by(A.c.event_key)
+            .having(func.count() >= at_least)
+            .subquery()
+        )
+        q = (select(T).join(counted, counted.c.event_key == T.c.event_key)
+             .where(T.c.status.in_([s.value for s in statuses]), T.c.kind == kind.value,
+                    T.c.id > after_id)
+             .order_by(T.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).all())
+
     def get(self, event_key: str) -> Any | None:
         with self.engine.connect() as conn:
             return conn.execute(select(T).where(T.c.event_key == event_key)).first()
