@@ -1,9 +1,10 @@
 """Benchmark: end-to-end lock -> mint throughput with five validators (threshold 3).
 
 Starts a whole local Ferry network as separate processes (two anvil chains, the ledger, the
-relayer and five validators, exactly as `ferry demo` does), sends 2,000 native-coin locks to the
-Ethereum bridge, and times from the moment every lock is final (its block is at confirmation
-depth) to the moment the ledger has minted all of them. Prints transfers/s next to this
+relayer and five validators, exactly as `ferry demo` does), puts 2,000 native-coin locks to the
+Ethereum bridge into one block, mines the confirmation depth on top at once (so every lock
+becomes final at the same instant and none can be attested earlier), and times from that
+instant to the moment the ledger has minted all of them. Prints transfers/s next to this
 machine's own Ed25519 sign and verify rates, measured in the same run.
 
 Target: at least 1,000 transfers/s. Run: `.venv/bin/python bench/lock_to_mint.py [--locks N]`.
@@ -63,8 +64,18 @@ def cpu_by_process(net: Devnet) -> dict[str, float]:
     return out
 
 
-def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> None:
-    """Sign `n` locks locally and send them as JSON-RPC batches (no waiting per receipt)."""
+def rpc(w3: Web3, method: str, params: list) -> object:
+    reply = w3.provider.make_request(method, params)  # type: ignore[arg-type]
+    if reply.get("error"):
+        raise SystemExit(f"{method} failed: {reply['error']}")
+    return reply.get("result")
+
+
+def send_locks_final_at_once(rpc_url: str, bridge_address: str, n: int, recipient: bytes,
+                             depth: int, block_time_s: float) -> None:
+    """Put `n` locks into ONE block and mine `depth` blocks on top at once, so every lock
+    becomes final at the same instant and nothing could be attested earlier: the timed window
+    then holds the whole pipeline. Mining is paused meanwhile and resumed afterwards."""
     w3 = evm.connect(rpc_url)
     sender = Account.create()
     evm.fund(w3, sender.address, 10**24)
@@ -78,6 +89,9 @@ def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> N
               "maxFeePerGas": base * 4 + 2 * 10**9, "maxPriorityFeePerGas": 10**9,
               "nonce": nonce, "chainId": w3.eth.chain_id, "type": 2}
         raws.append(Account.sign_transaction(tx, sender.key).raw_transaction.to_0x_hex())
+    rpc(w3, "evm_setIntervalMining", [0])
+    rpc(w3, "evm_setAutomine", [False])
+    rpc(w3, "evm_setBlockGasLimit", [hex(130_000 * n + 1_000_000)])
     with httpx.Client(timeout=60) as client:
         for i in range(0, n, 250):
             batch = [{"jsonrpc": "2.0", "id": j, "method": "eth_sendRawTransaction",
@@ -85,11 +99,12 @@ def send_locks(rpc_url: str, bridge_address: str, n: int, recipient: bytes) -> N
             for reply in client.post(rpc_url, json=batch).json():
                 if "error" in reply:
                     raise SystemExit(f"send failed: {reply['error']}")
-    deadline = time.monotonic() + 120
-    while w3.eth.get_transaction_count(sender.address) < n:
-        if time.monotonic() > deadline:
-            raise SystemExit("locks were not all mined in 120 s")
-        time.sleep(0.05)
+    rpc(w3, "evm_mine", [])
+    block = w3.eth.get_block("latest")
+    if len(block["transactions"]) != n:
+        raise SystemExit(f"expected {n} locks in one block, got {len(block['transactions'])}")
+    rpc(w3, "anvil_mine", [hex(depth)])  # every lock is final from this instant
+    rpc(w3, "evm_setIntervalMining", [max(1, round(block_time_s))])
 
 
 def main() -> int:
@@ -97,10 +112,12 @@ def main() -> int:
     parser.add_argument("--locks", type=int, default=2_000)
     parser.add_argument("--poll-s", type=float, default=0.1,
                         help="poll interval of the relayer's jobs and the validators")
+    parser.add_argument("--block-time-s", type=float, default=1.0, help="anvil block time")
     args = parser.parse_args()
     sign_rate, verify_rate = ed25519_rates()
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
-    net = Devnet(root, block_time_s=0.5, confirmation_depth=2, poll_interval_s=args.poll_s,
+    net = Devnet(root, block_time_s=args.block_time_s, confirmation_depth=2,
+                 poll_interval_s=args.poll_s,
                  kdf=KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
     try:
         net.start_chains()
@@ -109,12 +126,9 @@ def main() -> int:
         recipient = bytes(SigningKey.generate().verify_key)
         weth = asset_key("eip155:31337", NATIVE_TOKEN)
         ledger = LedgerClient(info.ledger_url)
-        w3 = evm.connect(info.rpc["ethereum"])
-        print(f"sending {args.locks} locks ...", flush=True)
-        send_locks(info.rpc["ethereum"], info.bridges["ethereum"], args.locks, recipient)
-        last_block = w3.eth.block_number  # every lock is at or below this block
-        while w3.eth.block_number < last_block + net.depth:
-            time.sleep(0.01)
+        print(f"sending {args.locks} locks into one block ...", flush=True)
+        send_locks_final_at_once(info.rpc["ethereum"], info.bridges["ethereum"], args.locks,
+                                 recipient, net.depth, args.block_time_s)
         t_final = time.perf_counter()
         cpu_before = cpu_by_process(net)
         if os.environ.get("FERRY_BENCH_MARK"):  # lets an outside profiler time the window
