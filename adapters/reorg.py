@@ -1,6 +1,6 @@
 """Chain-neutral reorg detection: finding a fork point by block-hash continuity.
 
-Owns: `fork_point` and `find_fork_height`, the one walk over remembered ``(number, hash)`` pairs
+Owns: `fork_point`, the one walk over remembered ``(number, hash)`` pairs
 that the relayer engine (and any watcher) uses to locate a reorg. Must not persist anything,
 sleep, guess, or import web3 or any `adapters.<chain>` package: only the `ChainAdapter` protocol
 (`block_hash`) is used, so it serves any adapter with meaningful block hashes.
@@ -8,9 +8,9 @@ sleep, guess, or import web3 or any `adapters.<chain>` package: only the `ChainA
 How a fork is found: the caller remembers ``(number, hash)`` of recently scanned blocks (its
 cursors). The walk goes newest to oldest and asks the node for the canonical hash at each
 height; the first one that still matches is on the canonical chain, and everything above it
-may have changed. The *fork point* is that block; the *fork height* is its number + 1, the
-lowest height whose previously scanned content can no longer be trusted. If none matches, the
-reorg is deeper than the memory and `ReorgDetected` is raised (a human should look).
+may have changed. The *fork point* is that block: everything above it is rescanned. If none
+matches, the reorg is deeper than the memory and `ReorgDetected` is raised (a human should
+look).
 
 SECURITY: never fall back to a guessed fork point (the finalized block, say) when nothing
 remembered is canonical: a reorg that deep is an alarm, and rewinding to a guess could keep
@@ -53,23 +53,3 @@ def fork_point(adapter: ChainAdapter, recent: Sequence[BlockRef]) -> BlockRef | 
         chain=adapter.chain,
         height=ordered[-1].number,
     )
-
-
-def find_fork_height(adapter: ChainAdapter, recent: Sequence[BlockRef]) -> int | None:
-    """Locate a reorg among `recent` scanned blocks by hash continuity.
-
-    Args:
-        adapter: asked for `block_hash` at each remembered height, newest first.
-        recent: previously scanned blocks (any order; hashes ``0x`` hex, any case).
-
-    Returns:
-        None if the newest remembered block is still canonical (or `recent` is empty);
-        otherwise the fork height: 1 + the number of the newest block that is still canonical.
-
-    Raises:
-        ReorgDetected: no remembered block is canonical any more (the reorg is deeper than
-            the memory); ``height`` is the oldest remembered number.
-        RpcUnavailable, WrongChain: from the adapter.
-    """
-    point = fork_point(adapter, recent)
-    return None if point is None else point.number + 1

@@ -43,7 +43,7 @@ from adapters.evm.devnet import (
     fund,
     transact,
 )
-from adapters.reorg import find_fork_height
+from adapters.reorg import fork_point
 from contracts import load_artifact
 from validators.eip712 import address_of, release_digest, sign_digest
 
@@ -302,17 +302,17 @@ def test_reorg_is_located_and_the_removed_lock_is_never_returned(private_env: En
     removed = env.lock(22)
     assert [e.amount for e in scan_to_head()] == [22]
     assert remembered[-1].number == removed["blockNumber"]
-    assert find_fork_height(adapter, remembered) is None
+    assert fork_point(adapter, remembered) is None
 
     env.w3.provider.make_request("anvil_reorg", [2, []])  # type: ignore[arg-type]
 
     # The empty block above `kept` and the block of `removed` were replaced.
-    fork_height = find_fork_height(adapter, remembered)
-    assert fork_height == kept["blockNumber"] + 1
-    remembered = [b for b in remembered if b.number < fork_height]
+    survivor = fork_point(adapter, remembered)
+    assert survivor is not None and survivor.number == kept["blockNumber"]
+    remembered = [b for b in remembered if b.number <= survivor.number]
     assert remembered[-1] == BlockRef(kept["blockNumber"], adapter.block_hash(kept["blockNumber"]))
     assert scan_to_head() == []  # rescanning from the fork height: the removed lock is gone
-    assert find_fork_height(adapter, remembered) is None
+    assert fork_point(adapter, remembered) is None
     assert [e.amount for e in adapter.lock_events(0, adapter.head().number)] == [11]
     assert adapter.tx_status(removed["transactionHash"].to_0x_hex()) is TxStatus.UNKNOWN
 

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.base import BlockRef
 from adapters.errors import ReorgDetected
-from adapters.reorg import find_fork_height, fork_point
+from adapters.reorg import fork_point
 
 CHAIN = "eip155:31337"
 
@@ -37,30 +37,6 @@ class FakeChain:
 
     def ref(self, number: int) -> BlockRef:
         return BlockRef(number, self.hashes[number])
-
-
-# ----------------------------------------------------------------------------- find_fork_height
-
-
-def test_no_fork_when_the_newest_remembered_block_is_canonical() -> None:
-    chain = FakeChain(10)
-    assert find_fork_height(chain, [chain.ref(8), chain.ref(10)]) is None  # type: ignore[arg-type]
-
-
-def test_fork_height_is_one_above_the_newest_block_still_canonical() -> None:
-    chain = FakeChain(10)
-    recent = [chain.ref(n) for n in (6, 7, 8, 9, 10)]
-    chain.reorg(depth=2)  # 9 and 10 replaced
-    assert find_fork_height(chain, recent) == 9  # type: ignore[arg-type]
-
-
-def test_reorg_deeper_than_the_memory_raises() -> None:
-    chain = FakeChain(10)
-    recent = [chain.ref(9), chain.ref(10)]
-    chain.reorg(depth=3)
-    with pytest.raises(ReorgDetected) as info:
-        find_fork_height(chain, recent)  # type: ignore[arg-type]
-    assert info.value.height == 9
 
 
 # ----------------------------------------------------------------------------- fork_point
@@ -94,5 +70,3 @@ def test_reorg_deeper_than_the_whole_remembered_trail_raises_instead_of_guessing
     with pytest.raises(ReorgDetected) as info:
         fork_point(chain, trail)  # type: ignore[arg-type]
     assert (info.value.chain, info.value.height) == (CHAIN, 21)
-    with pytest.raises(ReorgDetected):
-        find_fork_height(chain, trail)  # type: ignore[arg-type]
