@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import time
 
 import httpx
@@ -115,3 +119,45 @@ def _custody(info, w3: Web3) -> tuple[int, int]:
     zero = Web3.to_checksum_address(NATIVE_TOKEN)
     return (bridge.functions.totalLocked(zero).call(),
             bridge.functions.totalReleased(zero).call())
+
+
+def _ferry(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "relayer.cli", *args], capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, **(env or {})})
+
+
+def test_a_user_bridges_in_and_burns_out_with_the_ferry_command_line(devnet, tmp_path):
+    info = devnet.info
+    assert info is not None
+    secret = {"FERRY_PASSPHRASE": "a user's passphrase"}
+    made = _ferry("keys", "new", "--out", str(tmp_path / "user.json"), env=secret)
+    assert made.returncode == 0, made.stderr
+    account = json.loads(made.stdout)["ed25519"]
+    eth = evm.connect(info.rpc["ethereum"])
+    _lock(devnet, eth, info.bridges["ethereum"], 2 * UNIT, bytes.fromhex(account[2:]))
+
+    def balance() -> dict:
+        shown = _ferry("ledger", "balance", account, "--config", info.config)
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)["balances"]
+    wait_until(lambda: balance().get("wETH") == str(2 * UNIT), 60, "wETH minted")
+
+    payee = Account.create().address.lower()
+    burned = _ferry("ledger", "burn", "--keystore", str(tmp_path / "user.json"), "--asset", "wETH",
+                    "--amount", str(UNIT // 2), "--to", payee, "--config", info.config, env=secret)
+    assert burned.returncode == 0, burned.stderr
+    assert json.loads(burned.stdout)["amount"] == str(UNIT // 2)
+    wait_until(lambda: eth.eth.get_balance(Web3.to_checksum_address(payee)) == UNIT // 2, 60,
+               "the burn released")
+    assert balance()["wETH"] == str(2 * UNIT - UNIT // 2)
+
+    refused = _ferry("ledger", "burn", "--keystore", str(tmp_path / "user.json"), "--asset",
+                     "wETH", "--amount", str(10 * UNIT), "--to", payee, "--config", info.config,
+                     env=secret)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    wrong = _ferry("ledger", "burn", "--keystore", str(tmp_path / "user.json"), "--asset",
+                   "wETH", "--amount", "1", "--to", payee, "--config", info.config,
+                   env={"FERRY_PASSPHRASE": "not it"})
+    assert wrong.returncode == 1 and "passphrase" in wrong.stderr
+    assert balance()["wETH"] == str(2 * UNIT - UNIT // 2)  # refused burns changed nothing
