@@ -399,10 +399,14 @@ class Engine:
                     self.store.advance([Change(r.id, S.ATTESTED, "nonce reused; re-signing")])
                 except BridgeError as exc:
                     log.warning("rebroadcast failed transfer_id=%s: %s", r.id, exc)
-            case Action.RESUBMIT | Action.HOLD:
+            case Action.RESUBMIT:
                 self.store.advance([Change(r.id, S.HELD, f"release {r.dest_tx_hash} reverted")])
+            case Action.HOLD:
+                self.store.advance([Change(
+                    r.id, S.HELD, f"release {r.dest_tx_hash} is final but the bridge does not "
+                    "show the burn released")])
             case _:
-                pass
+                pass  # WAIT_RELEASE: the transaction is pending or not yet at depth
         return 0
 
     # ------------------------------------------------------------------ all at once

@@ -96,7 +96,7 @@ def devnet_down(root: Annotated[Path, typer.Option(help="Devnet directory.")] = 
             os.kill(pid, signal.SIGTERM)
             typer.echo(f"stopping {name} (pid {pid})")
         except ProcessLookupError:
-            pass
+            pass  # already gone
     deadline = time.monotonic() + 15
     for pid in pids.values():
         while _running(pid) and time.monotonic() < deadline:

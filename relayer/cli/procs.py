@@ -70,7 +70,7 @@ class ServiceProcess:
                 if httpx.get(url, timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
-                pass
+                pass  # not listening yet
             time.sleep(0.1)
         raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
 
