@@ -130,8 +130,12 @@ class ChainAdapter(Protocol):
         """The latest block."""
         ...
 
-    def finalized(self) -> BlockRef:
-        """The newest block at or past confirmation depth (or the `finalized` tag if configured)."""
+    def finalized(self, head: BlockRef | None = None) -> BlockRef:
+        """The newest block at or past confirmation depth (or the `finalized` tag if configured).
+
+        Args:
+            head: the head the caller just read, so it is not fetched again.
+        """
         ...
 
     def block_hash(self, number: int) -> str | None:

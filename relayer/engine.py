@@ -98,10 +98,6 @@ class Engine:
         }
         self._idle_head: dict[str, BlockRef] = {}  # per chain: head at the last idle run
 
-    def validator_set(self) -> ValidatorSet:
-        vset: ValidatorSet = self.ledger_status.get().validator_set
-        return vset
-
     # ------------------------------------------------------------------ one chain
     def run_chain(self, chain: str) -> None:
         """One scheduler run for `chain`: watch and confirm only if the head moved since the
@@ -109,7 +105,7 @@ class Engine:
         head = self.chains[chain].adapter.head()
         if self._idle_head.get(chain) != head:
             self.watch_chain(chain, head)
-            confirmed = self.confirm_chain(chain)
+            confirmed = self.confirm_chain(chain, head)
             cursor = self.store.cursor(f"chain:{chain}")
             caught_up = cursor is not None and cursor.number >= head.number
             if caught_up and confirmed < MAX_PAGES * self.batch_size:
@@ -191,11 +187,11 @@ class Engine:
         log.warning("reorg chain=%s fork=%d dropped=%d", chain, fork.number, dropped)
         return fork
 
-    def confirm_chain(self, chain: str) -> int:
+    def confirm_chain(self, chain: str, head: BlockRef | None = None) -> int:
         """Move observed locks at or past confirmation depth to `confirmed` if their block is
         still canonical; a lock whose block was replaced is dropped and its range rescanned.
         Works through every page that is ready (at most `MAX_PAGES` per run)."""
-        fin = self.chains[chain].adapter.finalized()
+        fin = self.chains[chain].adapter.finalized(head)
         self.metrics.finalized_height.labels(chain).set(fin.number)
         done = 0
         for _ in range(MAX_PAGES):

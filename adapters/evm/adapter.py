@@ -157,12 +157,13 @@ class EvmAdapter:
         """The latest block. Raises `RpcUnavailable`, `WrongChain`, `RpcError`."""
         return self._ref(self._block("latest"), "latest")
 
-    def finalized(self) -> BlockRef:
+    def finalized(self, head: BlockRef | None = None) -> BlockRef:
         """Newest final block: ``head - confirmation_depth`` (floored at 0), or the node's
-        ``finalized`` tag when ``use_finalized_tag``. Raises like `head`."""
+        ``finalized`` tag when ``use_finalized_tag``. `head`, when the caller just read it, is
+        not fetched again. Raises like `head`."""
         if self.config.use_finalized_tag:
             return self._ref(self._block("finalized"), "finalized")
-        head = self.head()
+        head = head or self.head()
         number = finality.finalized_height(head.number, self.confirmation_depth)
         if number == head.number:
             return head

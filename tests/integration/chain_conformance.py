@@ -47,6 +47,12 @@ class ChainAdapterConformance:
         assert isinstance(head, BlockRef)
         assert adapter.block_hash(head.number) == head.hash
 
+    def test_finalized_from_a_head_just_read_equals_finalized(
+        self, adapter: ChainAdapter
+    ) -> None:
+        head = adapter.head()
+        assert adapter.finalized(head) == adapter.finalized()
+
     def test_block_hash_of_finalized_matches_finalized(self, adapter: ChainAdapter) -> None:
         finalized = adapter.finalized()
         assert adapter.block_hash(finalized.number) == finalized.hash

@@ -103,7 +103,7 @@ class Stack:
         self.relayer_http = TestClient(create_relayer_app(self.engine.store, self.inbox),
                                        base_url="http://relayer")
 
-    def _daemon(self, i: int, keys: ValidatorKeys, keys_for: Any = None) -> ValidatorDaemon:
+    def _daemon(self, i: int, keys: ValidatorKeys) -> ValidatorDaemon:
         section = ValidatorSection(
             name=f"v{i}", keystore=self.tmp / f"v{i}.json", passphrase="unused-in-process",
             relayer_url="http://relayer", ledger_url="http://ledger",

@@ -135,7 +135,7 @@ def test_rotation_moves_ledger_and_bridges_to_the_new_set(stack):
         assert not any(c.bridge.functions.isValidator(Web3.to_checksum_address(k.evm_address))
                        .call() for k in old)
     stack.tick()  # the relayer reads the new sets on its next run
-    assert stack.engine.validator_set() == new_set
+    assert stack.engine.ledger_status.get().validator_set == new_set
     for caip2, cache in stack.engine.bridge_sets.items():
         assert cache.get() == (2, tuple(members), THRESHOLD), caip2
     stack.ledger.verify_journal()  # the rotation entry replays to epoch 2

@@ -58,8 +58,9 @@ class FakeChain:
     def head(self) -> BlockRef:
         return self.ref(len(self.hashes) - 1)
 
-    def finalized(self) -> BlockRef:
-        return self.ref(max(0, len(self.hashes) - 1 - self.confirmation_depth))
+    def finalized(self, head: BlockRef | None = None) -> BlockRef:
+        top = (head or self.head()).number
+        return self.ref(max(0, top - self.confirmation_depth))
 
     def block_hash(self, number: int) -> str | None:
         return self.hashes[number] if 0 <= number < len(self.hashes) else None
