@@ -5,10 +5,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PY_STAMP   := $(VENV)/.ferry-installed
 NODE_STAMP := contracts/node_modules/.ferry-installed
+# btcd (the Bitcoin regtest node of tests and demo), built from source with `go install`.
+# Bumping BTCD_VERSION changes the stamp name, so the next `make install` rebuilds it.
+BTCD_VERSION := v0.26.2
+TOOLS_BIN    := .ferry/tools/bin
+BTCD_STAMP   := .ferry/tools/btcd-$(BTCD_VERSION).stamp
 
 .PHONY: install demo test bench lint clean
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(BTCD_STAMP)
 
 $(PY):
 	@echo ">> creating Python virtualenv in $(VENV)"
@@ -23,6 +28,14 @@ $(PY_STAMP): pyproject.toml | $(PY)
 $(NODE_STAMP): contracts/package.json contracts/package-lock.json
 	@echo ">> installing solc and anvil from npm"
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BTCD_STAMP):
+	@command -v go >/dev/null 2>&1 || { echo "error: 'go' not found on PATH; install Go (https://go.dev/dl/; btcd $(BTCD_VERSION) needs go >= 1.25) to build btcd" >&2; exit 1; }
+	@echo ">> building btcd $(BTCD_VERSION) with go install (first run only, about a minute)"
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(abspath $(TOOLS_BIN)) go install -v github.com/btcsuite/btcd@$(BTCD_VERSION)
+	@rm -f .ferry/tools/btcd-*.stamp
 	@touch $@
 
 demo: install

@@ -15,6 +15,7 @@ Identity conventions (used by every package):
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -51,7 +52,11 @@ class LockEvent:
         sender: locking account (lowercase hex).
         amount: amount the bridge actually received, in the token's base units.
         recipient: native-ledger account, 32 bytes (an Ed25519 public key).
-        tx_hash, log_index, block_number, block_hash: where the log sits.
+        tx_hash, log_index, block_number, block_hash: where the log sits (on UTXO chains:
+            the transaction id, output index, height and block hash of the deposit output).
+        uncredited: None for a lock to mint; otherwise why the chain's adapter will not credit
+            this deposit (dust, a payment without a recipient commitment, ...): the relayer
+            stores it held with that reason and validators never sign it.
     """
 
     chain: str
@@ -65,6 +70,7 @@ class LockEvent:
     log_index: int
     block_number: int
     block_hash: str
+    uncredited: str | None = None
 
     @property
     def event_id(self) -> str:
@@ -200,3 +206,141 @@ class SystemClock:
 def asset_key(chain: str, token: str) -> str:
     """Ledger id of the wrapped asset for origin (chain, token): ``"<caip2>/<token lowercase>"``."""
     return f"{chain}/{token.lower()}"
+
+
+# --------------------------------------------------------------------------- UTXO custody
+@dataclass(frozen=True, slots=True)
+class Coin:
+    """An unspent output held in custody on a UTXO chain (Bitcoin's vault and deposit scripts).
+
+    Attributes:
+        txid: transaction id, display hex (no ``0x``).
+        vout: output index.
+        amount: base units (sats).
+        account: the native-ledger account (32 bytes) whose deposit script holds it, or None
+            for the plain vault script.
+    """
+
+    txid: str
+    vout: int
+    amount: int
+    account: bytes | None = None
+
+    @property
+    def outpoint(self) -> str:
+        return f"{self.txid}:{self.vout}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePlan:
+    """An unsigned custody spend the relayer proposes and validators co-sign.
+
+    The unsigned transaction is the authority: validators decode and check `unsigned` against
+    what they observed themselves; the other fields are the relayer's claims, for display and
+    for assembling (SECURITY: on Bitcoin a wrong coin amount or script only yields signatures
+    that do not verify, because BIP-143 commits to both).
+
+    Attributes:
+        kind: ``"release"`` (pays a burn) or ``"consolidation"`` (merges coins into the vault).
+        chain: CAIP-2 id.
+        txid: id of the transaction once signed (segwit: the witness does not change it).
+        unsigned: the transaction without witnesses.
+        coins: the inputs, in input order.
+        dest_address: the payee (release) or the vault address (consolidation).
+        amount: the burned amount the vault gives up (release), base units.
+        payee_amount: what the payee output carries (``amount - fee`` for a release).
+        fee: miner fee, base units. fee_rate: sat/vB. change: back to the vault.
+        version: 0 for the first plan of a burn, +1 per fee bump (same inputs).
+    """
+
+    kind: str
+    chain: str
+    txid: str
+    unsigned: bytes
+    coins: tuple[Coin, ...]
+    dest_address: str
+    amount: int
+    payee_amount: int
+    fee: int
+    fee_rate: int
+    change: int
+    version: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind, "chain": self.chain, "txid": self.txid,
+            "unsigned": self.unsigned.hex(),
+            "coins": [{"txid": c.txid, "vout": c.vout, "amount": str(c.amount),
+                       "account": None if c.account is None else "0x" + c.account.hex()}
+                      for c in self.coins],
+            "dest_address": self.dest_address, "amount": str(self.amount),
+            "payee_amount": str(self.payee_amount), "fee": str(self.fee),
+            "fee_rate": str(self.fee_rate), "change": str(self.change),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ReleasePlan:
+        """Parse `to_json` output. Raises KeyError/ValueError/TypeError on malformed input."""
+        coins_raw = data["coins"]
+        if not isinstance(coins_raw, list):
+            raise TypeError("coins must be a list")
+        coins = tuple(
+            Coin(txid=str(c["txid"]), vout=int(c["vout"]), amount=int(str(c["amount"])),
+                 account=None if c.get("account") is None
+                 else bytes.fromhex(str(c["account"]).removeprefix("0x")))
+            for c in coins_raw)
+        return cls(
+            kind=str(data["kind"]), chain=str(data["chain"]), txid=str(data["txid"]),
+            unsigned=bytes.fromhex(str(data["unsigned"])), coins=coins,
+            dest_address=str(data["dest_address"]), amount=int(str(data["amount"])),
+            payee_amount=int(str(data["payee_amount"])), fee=int(str(data["fee"])),
+            fee_rate=int(str(data["fee_rate"])), change=int(str(data["change"])),
+            version=int(str(data["version"])),
+        )
+
+
+@runtime_checkable
+class UtxoCustody(Protocol):
+    """What the core asks of a chain whose custody is a multisig over coins (Bitcoin).
+
+    Releases there are proposals: the relayer plans a spend (`plan_release`), validators check
+    and sign it independently, the relayer assembles at least m signatures and broadcasts.
+    """
+
+    chain: str
+    confirmation_depth: int
+
+    def fee_rate(self) -> int:
+        """Fee rate to use now (sat/vB): the node's estimate, else config, capped."""
+        ...
+
+    def plan_release(self, coins: list[Coin], dest_address: str, amount: int,
+                     fee_rate: int) -> ReleasePlan:
+        """Select from `coins` and build an unsigned release paying `dest_address`."""
+        ...
+
+    def bump_release(self, plan: ReleasePlan, fee_rate: int) -> ReleasePlan:
+        """The same spend at a higher fee rate (same inputs; RBF)."""
+        ...
+
+    def verify_release_signatures(self, plan: ReleasePlan, signer: str,
+                                  signatures: list[bytes]) -> bool:
+        """Whether `signatures` (one per input) by member `signer` are valid for `plan`."""
+        ...
+
+    def assemble_release(self, plan: ReleasePlan,
+                         signatures: Mapping[str, list[bytes]]) -> PreparedTx:
+        """The signed transaction from at least m members' signatures; `QuorumNotMet` else."""
+        ...
+
+    def broadcast(self, prepared: PreparedTx) -> str: ...
+
+    def tx_status(self, tx_hash: str) -> TxStatus: ...
+
+    def members(self) -> tuple[str, ...]:
+        """Custody members (hex public keys) and, via `threshold`, how many must sign."""
+        ...
+
+    @property
+    def threshold(self) -> int: ...

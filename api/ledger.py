@@ -6,9 +6,11 @@ status and the ``{"error": {"code", "message"}}`` body. Must not hold ledger rul
 does) nor touch the database.
 
 Routes (prefix ``/v1/ledger``): GET status, POST mints, POST transactions, GET accounts/{account},
-GET burns?after_seq&limit, GET assets, POST validator-set, GET journal?after_seq&limit.
-Status codes: 400 invalid input, 404 unknown asset/account/route, 409 conflicts with the
-current state (bad nonce, insufficient balance, wrong epoch), 503 retryable, 500 otherwise.
+GET burns?after_seq&limit, GET burns/{burn_id}, GET assets, POST validator-set,
+GET journal?after_seq&limit, POST deposit-accounts, GET deposit-accounts?chain&after_seq&limit.
+Status codes: 400 invalid input (an unconfigured bridge chain included: ``unknown_bridge``), 404
+unknown asset/account/route and ``unknown_burn``, 409 conflicts with the current state (bad
+nonce, insufficient balance, wrong epoch), 503 retryable, 500 otherwise.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from ledger.fields import parse_account
 from ledger.service import MAX_PAGE, Ledger
 from ledger.transactions import SignedTx
 from ledger.types import (
+    UNKNOWN_BURN_CODE,
     MintRequest,
     MintResult,
     MintStatus,
     signatures_from_json,
     validator_set_from_json,
 )
+from validators.attestation import parse_hex
 
 log = logging.getLogger(__name__)
 MAX_MINTS_PER_REQUEST = 1000
@@ -184,6 +188,26 @@ class JournalOut(BaseModel):
     entries: list[JournalEntryOut]
 
 
+class DepositAccountIn(_In):
+    chain: StrictStr
+    account: StrictStr
+
+
+class DepositAccountOut(BaseModel):
+    seq: int
+    chain: str
+    account: str
+    registered_at: float
+
+
+class DepositRegistrationOut(DepositAccountOut):
+    created: bool
+
+
+class DepositAccountsOut(BaseModel):
+    accounts: list[DepositAccountOut]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -248,6 +272,16 @@ def get_burns(ledger: LedgerDep, after_seq: AfterSeq = 0, limit: Limit = 100) ->
     return BurnsOut(burns=[BurnOut.model_validate(b.to_json()) for b in burns])
 
 
+@router.get("/burns/{burn_id}", response_model=BurnOut, responses={404: {"model": ErrorOut}})
+def get_burn(burn_id: str, ledger: LedgerDep) -> BurnOut | JSONResponse:
+    """One burn by its 32-byte id (``0x`` hex), shaped as an item of GET burns; 404
+    ``unknown_burn`` if the ledger has none (a missing route answers 404 ``not_found``)."""
+    record = ledger.burn(parse_hex(burn_id, 32))
+    if record is None:
+        return error_response(404, UNKNOWN_BURN_CODE, f"no burn {burn_id}")
+    return BurnOut.model_validate(record.to_json())
+
+
 @router.get("/assets", response_model=AssetsOut)
 def get_assets(ledger: LedgerDep) -> AssetsOut:
     return AssetsOut(assets=[AssetOut.model_validate(a.to_json()) for a in ledger.assets()])
@@ -266,6 +300,26 @@ def post_validator_set(body: ValidatorSetIn, ledger: LedgerDep) -> ValidatorSetO
 def get_journal(ledger: LedgerDep, after_seq: AfterSeq = 0, limit: Limit = 100) -> JournalOut:
     entries = ledger.journal(after_seq, limit)
     return JournalOut(entries=[JournalEntryOut.model_validate(e.to_json()) for e in entries])
+
+
+@router.post("/deposit-accounts", response_model=DepositRegistrationOut)
+def post_deposit_account(body: DepositAccountIn, ledger: LedgerDep) -> DepositRegistrationOut:
+    """Register (chain, account) for deposit-address scanning; idempotent (a repeat answers the
+    stored seq with ``created: false``). Unauthenticated: a registration only makes deposits to
+    that account's address creditable to that account."""
+    registration = ledger.register_deposit_account(body.chain, parse_account(body.account))
+    return DepositRegistrationOut.model_validate(registration.to_json())
+
+
+@router.get("/deposit-accounts", response_model=DepositAccountsOut)
+def get_deposit_accounts(
+    ledger: LedgerDep, chain: Annotated[str, Query(max_length=64)], after_seq: AfterSeq = 0,
+    limit: Limit = 100,
+) -> DepositAccountsOut:
+    """Registrations on `chain` with seq > `after_seq`, ascending by seq."""
+    page = ledger.deposit_accounts(chain, after_seq, limit)
+    return DepositAccountsOut(
+        accounts=[DepositAccountOut.model_validate(r.to_json()) for r in page])
 
 
 def http_status(exc: BridgeError) -> int:

@@ -4,11 +4,13 @@ and health. Thin: parsing and shaping only; the work is in `relayer.inbox` and `
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
+from relayer.coins import SIGNING, CoinStore
 from relayer.inbox import AttestationInbox
 from relayer.store import Store
 
@@ -72,8 +74,22 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
         return _view(store, row)
 
     @router.get("/v1/transfers", response_model=list[TransferView])
-    def by_tx(tx: str = Query(..., min_length=66, max_length=66)) -> list[TransferView]:
+    def by_tx(tx: str = Query(..., min_length=64, max_length=66)) -> list[TransferView]:
         return [_view(store, r) for r in store.by_source_tx(tx.lower())]
+
+    @router.get("/v1/custody/plans")
+    def custody_plans(chain: str = Query(..., min_length=3, max_length=64)) -> dict[str, Any]:
+        """Spends of a UTXO-custody chain waiting for validator signatures. Validators check
+        each against the burn they read from their own ledger; nothing here is trusted."""
+        coins = CoinStore(store)
+        out = []
+        for row in coins.plans(chain, (SIGNING,)):
+            burn_id = None
+            if row.transfer_id is not None:
+                t = store.get_by_id(row.transfer_id)
+                burn_id = None if t is None else t.event_key
+            out.append({"burn_id": burn_id, "plan": json.loads(row.plan)})
+        return {"plans": out}
 
     @router.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -18,14 +18,16 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from adapters.errors import BridgeError, ChainError, RpcUnavailable
+from adapters.errors import BridgeError, ChainError, InvalidAddress, RpcUnavailable
 from ledger.errors import error_class_for_code
 from ledger.fields import account_hex
 from ledger.transactions import SignedTx
 from ledger.types import (
+    UNKNOWN_BURN_CODE,
     AccountInfo,
     AssetInfo,
     BurnRecord,
+    DepositRegistration,
     JournalEntry,
     LedgerStatus,
     MintRequest,
@@ -69,7 +71,7 @@ class LedgerClient:
         self.close()
 
     def _call(self, method: str, path: str, *, json: Any = None,
-              params: dict[str, int] | None = None) -> dict[str, Any]:
+              params: dict[str, int | str] | None = None) -> dict[str, Any]:
         try:
             response = self._http.request(method, "/v1/ledger" + path, json=json, params=params)
         except httpx.TransportError as exc:
@@ -115,6 +117,67 @@ class LedgerClient:
         """``GET /v1/ledger/burns``: burns with journal seq > `after_seq`, oldest first."""
         body = self._call("GET", "/burns", params={"after_seq": after_seq, "limit": limit})
         return [_parse(BurnRecord.from_json, b) for b in _items(body, "burns")]
+
+    def burn(self, burn_id: bytes) -> BurnRecord | None:
+        """``GET /v1/ledger/burns/{burn_id}``: the burn with this 32-byte id, or None if the
+        ledger answers ``unknown_burn`` (any other error, such as a 404 ``not_found`` from a
+        ledger without this route, raises: absence is never guessed).
+
+        Raises:
+            InvalidAddress: `burn_id` is not 32 bytes.
+            BridgeError: the answer is for another burn or does not parse.
+        """
+        if len(burn_id) != 32:
+            raise InvalidAddress(f"burn_id must be 32 bytes, got {len(burn_id)}")
+        try:
+            body = self._call("GET", f"/burns/0x{burn_id.hex()}")
+        except BridgeError as exc:
+            if exc.code == UNKNOWN_BURN_CODE:
+                return None
+            raise
+        record = _parse(BurnRecord.from_json, body)
+        if record.burn_id != burn_id:
+            raise BridgeError("burn answer is for another burn id")
+        return record
+
+    def register_deposit_account(self, chain: str, account: bytes) -> DepositRegistration:
+        """``POST /v1/ledger/deposit-accounts``: register (chain, 32-byte account); idempotent
+        (a repeat returns the stored seq with ``created=False``).
+
+        Raises:
+            InvalidAddress: `account` is not 32 bytes (or the server refused it).
+            UnknownBridge: the ledger has no bridge for `chain`.
+            BridgeError: the answer is for another pair or does not parse.
+        """
+        body = self._call("POST", "/deposit-accounts",
+                          json={"chain": chain, "account": account_hex(account)})
+        registration = _parse(DepositRegistration.from_json, body)
+        if (registration.chain, registration.account) != (chain, account):
+            raise BridgeError("deposit-accounts answer is for another (chain, account)")
+        return registration
+
+    def deposit_accounts(
+        self, chain: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[DepositRegistration]:
+        """``GET /v1/ledger/deposit-accounts``: registrations on `chain` with seq > `after_seq`,
+        ascending by seq, at most `limit` (1..1000).
+
+        Raises:
+            UnknownBridge: the ledger has no bridge for `chain`.
+            BridgeError: an item is for another chain, or seqs are not ascending past
+                `after_seq` (a scanner paging on them would skip or repeat accounts).
+        """
+        body = self._call("GET", "/deposit-accounts",
+                          params={"chain": chain, "after_seq": after_seq, "limit": limit})
+        items = [_parse(DepositRegistration.from_json, a) for a in _items(body, "accounts")]
+        if len(items) > limit:
+            raise BridgeError(f"deposit-accounts answer has more than {limit} items")
+        last = after_seq
+        for item in items:
+            if item.chain != chain or item.seq <= last:
+                raise BridgeError("deposit-accounts answer is out of order or for another chain")
+            last = item.seq
+        return items
 
     def assets(self) -> list[AssetInfo]:
         """``GET /v1/ledger/assets``."""

@@ -10,7 +10,8 @@ Storage conventions:
 - Amounts (uint256) use `U256`: ``NUMERIC(78, 0)`` on PostgreSQL, a decimal string
   ``VARCHAR(78)`` elsewhere (SQLite integers are 64-bit); Python sees `int` either way.
 - Byte strings (accounts, hashes, burn ids, signatures) are lowercase ``0x`` hex text.
-- `seq` is the journal sequence number of the entry that created a row.
+- `seq` is the journal sequence number of the entry that created a row, except in
+  `DepositAddressRow`, which is not journaled and numbers its rows itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, Numeric, String, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -184,3 +185,26 @@ class TransferRow(LedgerTable, table=True):
     amount: int = _u256()
     tx: str = Field(sa_type=Text)
     signature: str = Field(sa_type=String(130))
+
+
+class DepositAddressRow(LedgerTable, table=True):
+    """An (origin chain, account) pair whose deposit address scanners derive and watch.
+
+    Only the pair is stored: the address or script is derived by the chain's adapter, never
+    here. Not journaled (registering moves no balance), so `seq` is this table's own order:
+    never reused (``AUTOINCREMENT`` on SQLite, ``BIGSERIAL`` on PostgreSQL) and assigned under
+    the ledger write lock, so rows commit in `seq` order and a reader paging by
+    ``seq > after_seq`` never skips one. `registered_at` is seconds since the epoch from the
+    ledger's injected clock.
+    """
+
+    __tablename__ = "ledger_deposit_addresses"
+    __table_args__ = (
+        UniqueConstraint("chain", "account", name="uq_ledger_deposit_addresses_chain_account"),
+        Index("ix_ledger_deposit_addresses_chain_seq", "chain", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=True))
+    chain: str = Field(sa_type=String(64))
+    account: str = Field(sa_type=String(66))
+    registered_at: float

@@ -1,20 +1,22 @@
 """The native ledger service: accounts, assets, quorum-certified mints, user-signed burns and
-transfers, validator-set rotation, the journal and the supply invariants.
+transfers, validator-set rotation, the journal, the supply invariants and the deposit-address
+registry.
 
 Owns: `Ledger`, the only writer of the ledger tables. Must not speak HTTP (`api/ledger.py`
-does), hold any key, or read the wall clock.
+does), hold any key, read the wall clock other than through the injected `Clock`, or derive a
+deposit address or script (chain adapters do; the ledger stores the (chain, account) pair only).
 
 SECURITY: every state change is one DB transaction that holds the ledger's write lock (an
 in-process lock plus ``BEGIN IMMEDIATE`` on SQLite / ``FOR UPDATE`` of `ledger_state` on
 PostgreSQL) and writes, together, the journal entry, the balances, the supply counters and the
 record (mint, burn, transfer, asset, bridge, validator set). Bad input raises a typed error from
 `adapters.errors` / `ledger.errors` before anything is written, and the transaction rolls back
-on any exception, so a refused request changes nothing.
+on any exception, so a refused request changes nothing. The deposit-address registry is the
+one record outside the journal: it moves no balance, so it only takes the write lock.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,17 +27,19 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from adapters.base import Clock, SystemClock
 from adapters.errors import (
     BadNonce,
     ConfigError,
     InsufficientBalance,
+    InvalidAddress,
     UnknownAsset,
     ValidationError,
 )
 from ledger import store
 from ledger.config import AssetConfig, LedgerGenesis
 from ledger.db import make_engine, migrate_engine, read_transaction, write_transaction
-from ledger.errors import InvariantViolation, JournalCorrupt, WrongEpoch
+from ledger.errors import InvariantViolation, JournalCorrupt, UnknownBridge, WrongEpoch
 from ledger.fields import account_hex, parse_chain, parse_token
 from ledger.journal import ZERO_HASH, JournalChain, JournalKind, Replay, verify_chain
 from ledger.minting import MAX_INT64, apply_mint_batch
@@ -44,6 +48,7 @@ from ledger.types import (
     AccountInfo,
     AssetInfo,
     BurnRecord,
+    DepositRegistration,
     JournalEntry,
     LedgerStatus,
     MintRequest,
@@ -56,20 +61,28 @@ from validators.attestation import ValidatorSet, canonical, validator_set_messag
 from validators.quorum import verify_quorum
 
 log = logging.getLogger(__name__)
-MAX_PAGE = 1000  # most rows one burns()/journal() call returns
+MAX_PAGE = 1000  # most rows one burns()/journal()/deposit_accounts() call returns
 
 
 class Ledger:
-    """The native ledger over one database. Thread-safe; open with `Ledger.open`."""
+    """The native ledger over one database. Thread-safe; open with `Ledger.open`.
 
-    def __init__(self, engine: Engine, network: str) -> None:
+    Args:
+        engine: from `ledger.db.make_engine`, schema already migrated.
+        network: Ferry network name.
+        clock: time source of `registered_at` (default: the system clock).
+    """
+
+    def __init__(self, engine: Engine, network: str, clock: Clock | None = None) -> None:
         self._engine = engine
         self._network = network
+        self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
 
     @classmethod
     def open(
-        cls, database_url: str, network: str, genesis: LedgerGenesis, *, migrate: bool = True
+        cls, database_url: str, network: str, genesis: LedgerGenesis, *, migrate: bool = True,
+        clock: Clock | None = None,
     ) -> Ledger:
         """Open (creating on first use) the ledger at `database_url`.
 
@@ -81,6 +94,7 @@ class Ledger:
             database_url: ``sqlite:///path`` or ``postgresql://...``.
             network: Ferry network name (e.g. ``devnet``); signed into every transaction.
             genesis: genesis validator set, bridges and assets.
+            clock: time source of `registered_at` (default: the system clock).
 
         Raises:
             ConfigError: unsupported URL; the stored network or genesis set differs; a bridge
@@ -91,7 +105,7 @@ class Ledger:
         engine = make_engine(database_url)
         if migrate:
             migrate_engine(engine)
-        ledger = cls(engine, network)
+        ledger = cls(engine, network, clock)
         ledger._init_genesis(genesis.validator_set)
         for chain, contract in genesis.bridges.items():
             ledger.register_bridge(chain, contract)
@@ -186,6 +200,40 @@ class Ledger:
             store.insert_asset(conn, info, journal.seq)
             store.save_head(conn, journal)
             return info
+
+    def register_deposit_account(self, chain: str, account: bytes) -> DepositRegistration:
+        """Add (chain, account) to the deposit-address registry (idempotent).
+
+        Scanners derive `account`'s deposit address on `chain` from the registry and credit
+        deposits to it to `account`; anyone may register any account. Not journaled (no balance
+        changes); one write transaction under the ledger write lock, so seqs commit in order.
+
+        Args:
+            chain: CAIP-2 origin chain; must have a configured bridge.
+            account: 32-byte ledger account (Ed25519 public key).
+
+        Returns:
+            The registration; on a repeat call the stored one (same seq) with ``created=False``.
+
+        Raises:
+            ValidationError: `chain` is not CAIP-2.
+            InvalidAddress: `account` is not 32 bytes.
+            UnknownBridge: no bridge is configured for `chain`.
+        """
+        chain = parse_chain(chain)
+        if not isinstance(account, bytes):
+            raise InvalidAddress("account must be 32 bytes")
+        key = account_hex(account)
+        with self._writing() as (conn, _state):
+            if chain not in store.load_bridges(conn):
+                raise UnknownBridge(f"no bridge configured for chain {chain!r}")
+            existing = store.load_deposit_account(conn, chain, key)
+            if existing is not None:
+                return existing
+            registration = store.insert_deposit_account(conn, chain, key, self._clock.now())
+        log.info("deposit account registered chain=%s account=%s seq=%d", chain, key,
+                 registration.seq)
+        return registration
 
     def mint(self, request: MintRequest) -> MintResult:
         """`mint_batch` of one request."""
@@ -357,21 +405,37 @@ class Ledger:
     def burns(self, after_seq: int = 0, limit: int = 100) -> list[BurnRecord]:
         """Burns with journal seq > `after_seq`, oldest first, at most `limit` (1..1000)."""
         _check_page(after_seq, limit)
-        b, a = store.BURNS, store.ASSETS
-        q = (select(b, a.c.origin_chain, a.c.origin_token).join(a, a.c.asset == b.c.asset)
-             .where(b.c.seq > after_seq).order_by(b.c.seq).limit(limit))
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(q).all()
-        return [
-            BurnRecord(
-                seq=r.seq, burn_id=bytes.fromhex(r.burn_id[2:]),
-                account=bytes.fromhex(r.account[2:]), asset=r.asset,
-                origin_chain=r.origin_chain, origin_token=r.origin_token, amount=r.amount,
-                dest_chain=r.dest_chain, dest_address=r.dest_address, tx=json.loads(r.tx),
-                signature=bytes.fromhex(r.signature[2:]),
-            )
-            for r in rows
-        ]
+            return store.burns_page(conn, after_seq, limit)
+
+    def burn(self, burn_id: bytes) -> BurnRecord | None:
+        """The burn with this 32-byte id (sha256 of the signed bytes), or None if there is none.
+
+        Raises:
+            InvalidAddress: `burn_id` is not 32 bytes.
+        """
+        if not isinstance(burn_id, bytes) or len(burn_id) != 32:
+            raise InvalidAddress("burn_id must be 32 bytes")
+        with read_transaction(self._engine) as conn:
+            return store.load_burn(conn, "0x" + burn_id.hex())
+
+    def deposit_accounts(
+        self, chain: str, after_seq: int = 0, limit: int = 100
+    ) -> list[DepositRegistration]:
+        """Registrations on `chain` with seq > `after_seq`, ascending by seq, at most `limit`
+        (1..1000); ``created`` is False in each.
+
+        Raises:
+            ValidationError: `chain` is not CAIP-2, or the page bounds are out of range.
+            UnknownBridge: no bridge is configured for `chain` (a scanner asking for it is
+                misconfigured; an empty answer would hide that).
+        """
+        chain = parse_chain(chain)
+        _check_page(after_seq, limit)
+        with read_transaction(self._engine) as conn:
+            if chain not in store.load_bridges(conn):
+                raise UnknownBridge(f"no bridge configured for chain {chain!r}")
+            return store.deposit_accounts_page(conn, chain, after_seq, limit)
 
     def assets(self) -> list[AssetInfo]:
         """Registered assets with supply counters, by asset id."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Row
 
 from ledger.journal import JournalChain
 from ledger.models import (
@@ -21,13 +22,14 @@ from ledger.models import (
     BalanceRow,
     BridgeRow,
     BurnRow,
+    DepositAddressRow,
     JournalRow,
     LedgerStateRow,
     MintRow,
     TransferRow,
     ValidatorSetRow,
 )
-from ledger.types import AssetInfo, JournalEntry
+from ledger.types import AssetInfo, BurnRecord, DepositRegistration, JournalEntry
 from validators.attestation import ValidatorInfo, ValidatorSet, canonical
 
 STATE: Table = LedgerStateRow.__table__  # type: ignore[attr-defined]
@@ -40,6 +42,7 @@ BALANCES: Table = BalanceRow.__table__  # type: ignore[attr-defined]
 MINTS: Table = MintRow.__table__  # type: ignore[attr-defined]
 BURNS: Table = BurnRow.__table__  # type: ignore[attr-defined]
 TRANSFERS: Table = TransferRow.__table__  # type: ignore[attr-defined]
+DEPOSITS: Table = DepositAddressRow.__table__  # type: ignore[attr-defined]
 CHUNK = 500  # keys per IN (...) query, well under SQLite's bound-parameter limit
 
 
@@ -234,3 +237,62 @@ def minted_seqs(conn: Connection, event_ids: Sequence[str]) -> dict[str, int]:
         q = select(MINTS.c.event_id, MINTS.c.seq).where(MINTS.c.event_id.in_(part))
         found.update({r.event_id: r.seq for r in conn.execute(q)})
     return found
+
+
+def _burns_select() -> Select[Any]:
+    return select(BURNS, ASSETS.c.origin_chain, ASSETS.c.origin_token).join(
+        ASSETS, ASSETS.c.asset == BURNS.c.asset)
+
+
+def _burn_record(r: Row[Any]) -> BurnRecord:
+    return BurnRecord(
+        seq=r.seq, burn_id=bytes.fromhex(r.burn_id[2:]), account=bytes.fromhex(r.account[2:]),
+        asset=r.asset, origin_chain=r.origin_chain, origin_token=r.origin_token,
+        amount=r.amount, dest_chain=r.dest_chain, dest_address=r.dest_address,
+        tx=json.loads(r.tx), signature=bytes.fromhex(r.signature[2:]),
+    )
+
+
+def burns_page(conn: Connection, after_seq: int, limit: int) -> list[BurnRecord]:
+    """Burns with journal seq > `after_seq`, oldest first, at most `limit`."""
+    q = _burns_select().where(BURNS.c.seq > after_seq).order_by(BURNS.c.seq).limit(limit)
+    return [_burn_record(r) for r in conn.execute(q)]
+
+
+def load_burn(conn: Connection, burn_id: str) -> BurnRecord | None:
+    """The burn with id `burn_id` (lowercase ``0x`` hex), or None."""
+    row = conn.execute(_burns_select().where(BURNS.c.burn_id == burn_id)).first()
+    return None if row is None else _burn_record(row)
+
+
+def _registration(r: Row[Any]) -> DepositRegistration:
+    return DepositRegistration(r.seq, r.chain, bytes.fromhex(r.account[2:]), r.registered_at)
+
+
+def load_deposit_account(conn: Connection, chain: str, account: str) -> DepositRegistration | None:
+    """The registration of (chain, account hex), or None."""
+    row = conn.execute(
+        select(DEPOSITS).where(DEPOSITS.c.chain == chain).where(DEPOSITS.c.account == account)
+    ).first()
+    return None if row is None else _registration(row)
+
+
+def insert_deposit_account(
+    conn: Connection, chain: str, account: str, registered_at: float
+) -> DepositRegistration:
+    """Insert (chain, account hex); the database assigns the seq."""
+    result = conn.execute(insert(DEPOSITS).values(
+        chain=chain, account=account, registered_at=registered_at))
+    key = result.inserted_primary_key
+    assert key is not None, "insert returned no primary key"
+    seq = int(key[0])
+    return DepositRegistration(seq, chain, bytes.fromhex(account[2:]), registered_at, True)
+
+
+def deposit_accounts_page(
+    conn: Connection, chain: str, after_seq: int, limit: int
+) -> list[DepositRegistration]:
+    """Registrations on `chain` with seq > `after_seq`, ascending by seq, at most `limit`."""
+    q = (select(DEPOSITS).where(DEPOSITS.c.chain == chain).where(DEPOSITS.c.seq > after_seq)
+         .order_by(DEPOSITS.c.seq).limit(limit))
+    return [_registration(r) for r in conn.execute(q)]

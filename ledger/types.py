@@ -2,24 +2,30 @@
 wire forms (notes/DESIGN.md "Ledger HTTP API").
 
 Owns: `MintRequest`, `MintResult`, `MintStatus`, `TxReceipt`, `AccountInfo`, `BurnRecord`,
-`AssetInfo`, `LedgerStatus`, `JournalEntry` and their ``to_json``/``from_json``. Must not touch
-a database or the network.
+`AssetInfo`, `LedgerStatus`, `JournalEntry`, `DepositRegistration` and their
+``to_json``/``from_json``. Must not touch a database or the network.
 
-Wire conventions: amounts, nonces and epochs are decimal strings; journal sequence numbers and
-decimals are JSON integers; byte strings are lowercase ``0x`` hex. ``from_json`` parses untrusted
-input and raises a `ValidationError` subclass (never KeyError/TypeError).
+Wire conventions: amounts, nonces and epochs are decimal strings; sequence numbers (journal and
+deposit registry) and decimals are JSON integers; times are JSON numbers (seconds since the
+epoch); byte strings are lowercase ``0x`` hex. ``from_json`` parses untrusted input and raises a
+`ValidationError` subclass (never KeyError/TypeError).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from adapters.base import LockEvent
 from adapters.errors import ConfigError, InvalidAddress, InvalidSignature, ValidationError
-from ledger.fields import account_hex, parse_account, parse_uint
+from ledger.fields import account_hex, parse_account, parse_chain, parse_uint
 from validators.attestation import ValidatorInfo, ValidatorSet, parse_hex
+
+# Error code of ``GET /v1/ledger/burns/{burn_id}`` (HTTP 404) for a burn id the ledger does not
+# have. Interim: it belongs to an `UnknownBurn` class in `ledger.errors`, which will carry it.
+UNKNOWN_BURN_CODE = "unknown_burn"
 
 
 class MintStatus(StrEnum):
@@ -406,3 +412,49 @@ class SupplyReport:
     def holds(self) -> bool:
         """Whether the invariant holds."""
         return self.supply == self.minted_total - self.burned_total == self.balances_total
+
+
+@dataclass(frozen=True, slots=True)
+class DepositRegistration:
+    """An (origin chain, account) pair in the deposit-address registry.
+
+    Scanners derive the account's deposit address on `chain` (that is the chain adapter's job,
+    never the ledger's) and credit deposits to it to `account`.
+
+    Attributes:
+        seq: the registry's own order (not a journal seq), ascending, from 1.
+        chain: CAIP-2 origin chain with a configured bridge.
+        account: 32-byte ledger account (Ed25519 public key).
+        registered_at: seconds since the epoch, from the ledger's clock.
+        created: whether the call that returned it stored it (False for a repeat registration
+            and for every listed one). Not sent in listings.
+    """
+
+    seq: int
+    chain: str
+    account: bytes
+    registered_at: float
+    created: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"seq": self.seq, "chain": self.chain, "account": account_hex(self.account),
+                "registered_at": self.registered_at, "created": self.created}
+
+    @classmethod
+    def from_json(cls, data: object) -> DepositRegistration:
+        d = _obj(data, "registration")
+        at = _get(d, "registered_at", "registration")
+        if isinstance(at, bool) or not isinstance(at, int | float) or not (
+            math.isfinite(at) and at >= 0
+        ):
+            raise ValidationError(f"registration: bad registered_at {at!r}")
+        created = d.get("created", False)
+        if not isinstance(created, bool):
+            raise ValidationError("registration: 'created' must be a boolean")
+        return cls(
+            seq=_int(d, "seq", "registration"),
+            chain=parse_chain(_get(d, "chain", "registration")),
+            account=parse_account(_get(d, "account", "registration")),
+            registered_at=float(at),
+            created=created,
+        )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from adapters.bitcoin.config import BitcoinChainConfig
 from adapters.errors import ConfigError
 from adapters.evm.config import EvmChainConfig
 from ledger.config import AssetConfig, LedgerSection
@@ -90,6 +91,7 @@ class FerryConfig(BaseSettings):
     relayer: RelayerSection = Field(default_factory=RelayerSection)
     validator: ValidatorSection | None = None
     chains: list[EvmChainConfig] = Field(default_factory=list)
+    bitcoin: list[BitcoinChainConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
     validator_set: ValidatorSetConfig | None = None
 
@@ -109,7 +111,9 @@ class FerryConfig(BaseSettings):
         names = [c.name for c in self.chains]
         if len(set(names)) != len(names) or len({c.chain_id for c in self.chains}) != len(names):
             raise ValueError("chain names and chain ids must be unique")
-        known = {c.caip2 for c in self.chains}
+        if len({b.caip2 for b in self.bitcoin}) != len(self.bitcoin):
+            raise ValueError("each Bitcoin network may be configured once")
+        known = {c.caip2 for c in self.chains} | {b.caip2 for b in self.bitcoin}
         for a in self.assets:
             if a.origin_chain not in known:
                 raise ValueError(f"asset {a.symbol}: origin_chain {a.origin_chain} is not in chains")
@@ -125,6 +129,18 @@ class FerryConfig(BaseSettings):
             if c.caip2 == caip2:
                 return c
         raise ConfigError(f"no chain {caip2} in config")
+
+    def bitcoin_chain(self, caip2: str) -> BitcoinChainConfig:
+        for b in self.bitcoin:
+            if b.caip2 == caip2:
+                return b
+        raise ConfigError(f"no Bitcoin network {caip2} in config")
+
+    def bridges(self) -> dict[str, str]:
+        """Origin chain -> its bridge: the EVM bridge contract, or the Bitcoin vault address."""
+        out = {c.caip2: c.bridge_address for c in self.chains}
+        out.update({b.caip2: b.bridge_address for b in self.bitcoin})
+        return out
 
     def genesis_set(self) -> ValidatorSet:
         if self.validator_set is None:

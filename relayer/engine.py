@@ -30,6 +30,7 @@ from adapters.base import (
 )
 from adapters.errors import BridgeError, NonceTooLow, ReorgDetected, RetryableChainError
 from adapters.reorg import fork_point
+from relayer.custody import CustodyReleases
 from relayer.inbox import TtlCache
 from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
 from relayer.metrics import RelayerMetrics
@@ -86,6 +87,7 @@ class Engine:
         metrics: RelayerMetrics | None = None,
         clock: Clock | None = None,
         batch_size: int = 500,
+        custody: CustodyReleases | None = None,
     ) -> None:
         self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
         self.mint_request = mint_request
@@ -97,6 +99,7 @@ class Engine:
             c: TtlCache(p.adapter.validator_set, 2.0, self.clock) for c, p in chains.items()
         }
         self._idle_head: dict[str, BlockRef] = {}  # per chain: head at the last idle run
+        self.custody = custody  # releases of UTXO-custody chains (Bitcoin)
 
     # ------------------------------------------------------------------ one chain
     def run_chain(self, chain: str) -> None:
@@ -110,7 +113,14 @@ class Engine:
             caught_up = cursor is not None and cursor.number >= head.number
             if caught_up and confirmed < MAX_PAGES * self.batch_size:
                 self._idle_head[chain] = head
-        self.release(chain)
+        self._release_any(chain, head)
+
+    def _release_any(self, chain: str, head: BlockRef | None = None) -> int:
+        """Releases to `chain`: the custody job for UTXO chains, the bridge flow otherwise."""
+        if self.custody is not None and chain in self.custody.chains:
+            head = head or self.chains[chain].adapter.head()
+            return self.custody.run(chain, head.number)
+        return self.release(chain)
 
     # ------------------------------------------------------------------ lock side
     def watch_chain(self, chain: str, head: BlockRef | None = None) -> int:
@@ -311,7 +321,7 @@ class Engine:
             return 0
         new = [NewBurn(burn_id="0x" + b.burn_id.hex(), seq=b.seq, dest_chain=b.dest_chain,
                        token=b.origin_token.lower(), asset=b.asset, amount=b.amount,
-                       account="0x" + b.account.hex(), dest_address=b.dest_address.lower())
+                       account="0x" + b.account.hex(), dest_address=b.dest_address)
                for b in burns]
         n = self.store.record_burns(new, max(b.seq for b in burns))
         self.metrics.events_observed.labels(LEDGER).inc(n)
@@ -413,7 +423,7 @@ class Engine:
         self.mint()
         self.watch_ledger()
         for chain in self.chains:
-            self.release(chain)
+            self._release_any(chain)
 
     def refresh_gauges(self) -> None:
         for state, n in self.store.counts_by_status().items():

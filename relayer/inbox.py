@@ -17,8 +17,9 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from adapters.base import ChainAdapter, Clock, SystemClock
+from adapters.base import ChainAdapter, Clock, SystemClock, UtxoCustody
 from adapters.errors import BridgeError, InvalidSignature, ValidationError
+from relayer.coins import SIGNING, CoinStore, plan_of
 from relayer.metrics import RelayerMetrics
 from relayer.store import Store
 from validators.attestation import (
@@ -107,6 +108,8 @@ class AttestationInbox:
                     rows.append(row)
                 elif kind == "release":
                     rows.append(self._release(item))
+                elif kind == "utxo_release":
+                    rows.append(self._utxo_release(item))
                 else:
                     raise ValidationError(f"unknown attestation kind {kind!r}")
                 self.metrics.attestations.labels(str(kind), "accepted").inc()
@@ -177,4 +180,22 @@ class AttestationInbox:
             "kind": "release", "event_key": "0x" + burn_id.hex(), "epoch": set_nonce,
             "validator": signer, "signature": "0x" + signature.hex(),
             "message_hash": "0x" + digest.hex(),
+        }
+
+    def _utxo_release(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Per-input signatures of a proposed custody spend, checked against the stored plan."""
+        adapter = self.adapters.get(item["chain"])
+        if not isinstance(adapter, UtxoCustody):
+            raise ValidationError(f"chain {item['chain']!r} has no UTXO custody here")
+        row = CoinStore(self.store).plan_by_txid(str(item["txid"]))
+        if row is None or row.status != SIGNING:
+            raise ValidationError(f"no plan {item['txid']} is collecting signatures")
+        plan = plan_of(row)
+        signer = str(item["validator"]).lower().removeprefix("0x")
+        signatures = [bytes.fromhex(s) for s in item["signatures"]]
+        if not adapter.verify_release_signatures(plan, signer, signatures):
+            raise InvalidSignature("custody signatures do not verify for this plan and member")
+        return {
+            "kind": "utxo_release", "event_key": plan.txid, "epoch": 0, "validator": signer,
+            "signature": ",".join(s.hex() for s in signatures), "message_hash": plan.txid,
         }

@@ -48,7 +48,7 @@ TRANSITIONS: dict[TransferStatus, frozenset[TransferStatus]] = {
     S.OBSERVED: frozenset({S.CONFIRMED, S.DROPPED, S.HELD}),
     S.CONFIRMED: frozenset({S.ATTESTED, S.HELD, S.EXECUTED}),
     S.ATTESTED: frozenset({S.SUBMITTED, S.EXECUTED, S.HELD, S.CONFIRMED}),
-    S.SUBMITTED: frozenset({S.EXECUTED, S.ATTESTED, S.HELD}),
+    S.SUBMITTED: frozenset({S.EXECUTED, S.ATTESTED, S.HELD, S.CONFIRMED}),  # CONFIRMED: fee bump
     S.HELD: frozenset({S.CONFIRMED, S.ATTESTED, S.SUBMITTED}),
     S.DROPPED: frozenset({S.OBSERVED}),
     S.EXECUTED: frozenset(),

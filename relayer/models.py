@@ -7,7 +7,10 @@ amounts exceed 64-bit integers.
 
 from __future__ import annotations
 
+from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
+
+from ledger.models import U256
 
 
 class Transfer(SQLModel, table=True):
@@ -27,7 +30,8 @@ class Transfer(SQLModel, table=True):
     log_index: int = 0
     block_number: int = 0
     block_hash: str = ""
-    nonce: int = 0  # lock nonce on the bridge, or the burn's ledger seq
+    # lock nonce on the bridge (uint256; Bitcoin: outpoint-derived), or the burn's ledger seq
+    nonce: int = Field(default=0, sa_column=Column(U256(), nullable=False))
     status: str = Field(index=True)
     reason: str = ""
     created_at: float
@@ -80,3 +84,47 @@ class ScannedBlock(SQLModel, table=True):
     chain: str = Field(primary_key=True)
     number: int = Field(primary_key=True)
     hash: str
+
+
+class CustodyCoin(SQLModel, table=True):
+    """An output the custody (Bitcoin vault) holds.
+
+    status: ``unspent`` (spendable), ``reserved`` (an input of a proposed spend, persisted before
+    any signature is asked for), ``spent`` (that spend is final). origin: ``deposit`` (a minted
+    deposit) or ``change`` (change of Ferry's own spend).
+    """
+
+    __tablename__ = "coins"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str
+    txid: str
+    vout: int
+    amount: int = Field(sa_column=Column(U256(), nullable=False))
+    account: str | None = None  # 0x hex ledger account of a deposit script; None: the vault
+    origin: str
+    status: str
+    spent_by: str | None = Field(default=None, sa_column=Column(String(64)))  # plan txid
+    created_at: float
+    updated_at: float
+
+
+class CustodyPlan(SQLModel, table=True):
+    """A proposed custody spend (`adapters.base.ReleasePlan` as JSON) and, once assembled, its
+    signed bytes. status: ``signing`` (validators asked), ``broadcast`` (raw persisted, sent),
+    ``replaced`` (a fee bump superseded it), ``final``, ``abandoned``."""
+
+    __tablename__ = "custody_plans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str
+    txid: str = Field(unique=True)
+    kind: str
+    transfer_id: int | None = Field(default=None, foreign_key="transfers.id")
+    version: int
+    status: str
+    plan: str
+    raw_tx: str | None = None
+    broadcast_height: int | None = None
+    created_at: float
+    updated_at: float

@@ -10,11 +10,11 @@ over the SQLModel tables; each public write is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -69,17 +69,23 @@ class Store:
         return cls(make_engine(database_url), clock)
 
     # ----------------------------------------------------------------- status writes
-    def advance(self, changes: Iterable[Change]) -> int:
+    def advance(self, changes: Iterable[Change],
+                also: Callable[[Connection], None] | None = None) -> int:
         """Apply status changes in ONE transaction, each checked against `TRANSITIONS`.
 
         A change whose transfer is no longer in the status it was read in (another worker moved
         it) raises `IllegalTransition` and rolls the whole batch back.
 
+        Args:
+            changes: the moves.
+            also: further writes (custody coins and plans) made on the same transaction, so a
+                status and the state it stands for commit together or not at all.
+
         Returns:
             The number of transfers moved.
         """
         changes = list(changes)
-        if not changes:
+        if not changes and also is None:
             return 0
         if len({c.id for c in changes}) != len(changes):
             raise IllegalTransition("a transfer appears twice in one batch of changes")
@@ -94,7 +100,10 @@ class Store:
                 if c.id not in current:
                     raise IllegalTransition(f"transfer {c.id} does not exist")
                 moves.append(Move(c.id, TransferStatus(current[c.id]), c.to, c.reason, c.fields))
-            _move_many(conn, moves, now)
+            if moves:
+                _move_many(conn, moves, now)
+            if also is not None:
+                also(conn)
         return len(changes)
 
     # ----------------------------------------------------------------- observation
@@ -133,12 +142,18 @@ class Store:
                 old = existing.get(e.event_id)
                 if old is None:
                     asset = assets.get(e.token.lower())
-                    status = TransferStatus.OBSERVED if asset else TransferStatus.HELD
-                    new_rows.append(_lock_row(e, asset or "", status, now))
-                elif old.block_hash != e.block_hash and old.status in (
-                    TransferStatus.DROPPED.value, TransferStatus.OBSERVED.value
+                    ok = asset and e.uncredited is None
+                    status = TransferStatus.OBSERVED if ok else TransferStatus.HELD
+                    new_row = _lock_row(e, asset or "", status, now)
+                    if not ok:
+                        new_row["reason"] = ("not credited: " + e.uncredited
+                                             if e.uncredited else "unknown_asset")
+                    new_rows.append(new_row)
+                elif old.status == TransferStatus.DROPPED.value or (
+                    old.status == TransferStatus.OBSERVED.value and old.block_hash != e.block_hash
                 ):
-                    # The same lock reappeared in another block after a reorg.
+                    # The same lock reappeared after a reorg: in another block, or in the same
+                    # block when the chain switched back to it (`reconsiderblock`).
                     fields = {"block_number": e.block_number, "block_hash": e.block_hash,
                               "src_tx_hash": e.tx_hash, "log_index": e.log_index,
                               "amount": str(e.amount), "recipient": "0x" + e.recipient.hex(),
@@ -152,11 +167,12 @@ class Store:
                         conn.execute(update(T).where(T.c.id == old.id).values(
                             updated_at=now, **fields))
             if new_rows:
-                ids = conn.execute(insert(T).returning(T.c.id, T.c.status), new_rows).all()
+                ids = conn.execute(insert(T).returning(T.c.id, T.c.status, T.c.reason),
+                                   new_rows).all()
                 conn.execute(insert(H), [
                     {"transfer_id": r.id, "from_status": None, "to_status": r.status,
                      "reason": "lock observed" if r.status == TransferStatus.OBSERVED.value
-                     else "unknown_asset", "at": now} for r in ids])
+                     else r.reason, "at": now} for r in ids])
             self._set_cursor(conn, f"chain:{chain}", scanned_to)
             conn.execute(delete(B).where(and_(B.c.chain == chain, B.c.number == scanned_to.number)))
             conn.execute(insert(B).values(chain=chain, number=scanned_to.number,
@@ -298,6 +314,10 @@ class Store:
              .order_by(T.c.id).limit(limit))
         with self.engine.connect() as conn:
             return list(conn.execute(q).all())
+
+    def get_by_id(self, transfer_id: int) -> Any | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(T).where(T.c.id == transfer_id)).first()
 
     def get(self, event_key: str) -> Any | None:
         with self.engine.connect() as conn:

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, cast
 
 import httpx
 from tenacity import (
@@ -58,9 +58,9 @@ from tenacity import (
 
 from adapters.base import BlockRef, LockEvent
 from adapters.errors import BridgeError, ChainError, ConfigError, RpcUnavailable
-from adapters.evm.finality import finalized_height
 from validators.attestation import ValidatorSet
 from validators.config import ValidatorSection
+from validators.custody import CustodySigning
 from validators.delivery import RELAYER_TIMEOUT_S, deliver
 from validators.keystore import ValidatorKeys
 from validators.signer import (
@@ -74,6 +74,7 @@ from validators.signer import (
 from validators.state import CursorState, load_state, save_state
 
 if TYPE_CHECKING:
+    from adapters.bitcoin.config import BitcoinChainConfig
     from adapters.evm.config import EvmChainConfig
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class ValidatorAdapter(Protocol):
 
     def finalized(self) -> BlockRef: ...
 
+    def finalized_number(self, head_number: int) -> int: ...
+
     def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]: ...
 
     def set_nonce(self) -> int: ...
@@ -105,6 +108,10 @@ class LedgerReader(Protocol):
     def status(self) -> Any: ...
 
     def burns(self, after_seq: int, limit: int) -> Sequence[BurnLike]: ...
+
+    def burn(self, burn_id: bytes) -> BurnLike | None: ...
+
+    def deposit_accounts(self, chain: str, after_seq: int, limit: int) -> Sequence[Any]: ...
 
 
 @dataclass(slots=True)
@@ -164,6 +171,7 @@ class ValidatorDaemon:
         chains: Iterable[EvmChainConfig],
         keys: ValidatorKeys,
         *,
+        bitcoin: Iterable[BitcoinChainConfig] = (),
         adapters: Mapping[str, ValidatorAdapter] | None = None,
         ledger: LedgerReader | None = None,
         relayer: httpx.Client | None = None,
@@ -175,21 +183,25 @@ class ValidatorDaemon:
         self.section = section
         self.network = network
         self.chains = list(chains)
-        if len({c.caip2 for c in self.chains}) != len(self.chains):
+        self.bitcoin = list(bitcoin)
+        self._lock_chains: list[Any] = [*self.chains, *self.bitcoin]
+        if len({c.caip2 for c in self._lock_chains}) != len(self._lock_chains):
             raise ConfigError("a chain is configured twice")
         self.keys = keys
+        self._ledger: LedgerReader = ledger if ledger is not None else self._default_ledger()
         self._adapters: dict[str, ValidatorAdapter] = (
             dict(adapters) if adapters is not None else self._default_adapters(self.chains)
         )
-        missing = {c.caip2 for c in self.chains} - set(self._adapters)
+        if adapters is None:
+            self._adapters.update(self._bitcoin_adapters())
+        missing = {c.caip2 for c in self._lock_chains} - set(self._adapters)
         if missing:
             raise ConfigError(f"no adapter for chains {sorted(missing)}")
-        self._ledger: LedgerReader = ledger if ledger is not None else self._default_ledger()
         self._owns_relayer = relayer is None
         self._relayer = relayer or httpx.Client(
             base_url=section.relayer_url, timeout=RELAYER_TIMEOUT_S
         )
-        self._locks = LockSigner(network, keys, self.chains)
+        self._locks = LockSigner(network, keys, self._lock_chains)
         self._retrying = Retrying(
             retry=retry_if_exception_type(RpcUnavailable),
             stop=stop_after_attempt(rpc_attempts) | stop_after_delay(rpc_max_delay_s),
@@ -201,9 +213,12 @@ class ValidatorDaemon:
         self.state: CursorState = load_state(
             section.state_file, network=network, validator=self._validator_id
         )
-        for chain in self.chains:
+        for chain in self._lock_chains:
             floor = chain.start_block - 1
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
+        self._custody = CustodySigning(
+            network, keys, {b.caip2: self._adapters[b.caip2] for b in self.bitcoin},
+            self.state.custody_inputs, self._save)
         self._member_epoch: int | None = None
         self._unreachable: set[str] = set()  # chains whose RPC failed during the current pass
         self._clock = clock
@@ -216,6 +231,21 @@ class ValidatorDaemon:
 
         # One retry layer: the daemon's tenacity policy; the adapter makes single attempts.
         return {c.caip2: EvmAdapter(c, read_attempts=1) for c in chains}
+
+    def _bitcoin_adapters(self) -> dict[str, ValidatorAdapter]:
+        from adapters.bitcoin.adapter import BitcoinAdapter
+
+        out: dict[str, ValidatorAdapter] = {}
+        for c in self.bitcoin:
+            # The deposit registry comes from this validator's own ledger connection; deposit
+            # scripts are re-derived from each account here, never taken from anyone.
+            def source(after: int, caip2: str = c.caip2) -> list[tuple[int, bytes]]:
+                return [(r.seq, r.account) for r in
+                        self._ledger.deposit_accounts(caip2, after_seq=after, limit=1000)]
+
+            out[c.caip2] = cast(ValidatorAdapter, BitcoinAdapter(
+                c, read_attempts=1, registry_source=source))
+        return out
 
     def _default_ledger(self) -> LedgerReader:
         from ledger.client import LedgerClient
@@ -288,10 +318,14 @@ class ValidatorDaemon:
         if epoch is None:  # no good status since the last failed read: sign nothing
             result.ok = False
             return result
-        for chain in self.chains:
+        for chain in self._lock_chains:
             result.ok &= self._scan_locks(chain, epoch, result)
         if read_ledger:
             result.ok &= self._scan_burns(result)
+            if self.bitcoin:
+                ok, sent = self._custody.run(self._relayer, self._ledger.burn, self._deliver)
+                result.ok &= ok
+                result.releases_sent += sent
         return result
 
     def _read_status(self) -> None:
@@ -334,7 +368,7 @@ class ValidatorDaemon:
             return
         if previous is not None:
             back = self.section.rotation_resend_blocks
-            for chain in self.chains:
+            for chain in self._lock_chains:
                 floor = chain.start_block - 1
                 cursor = self.state.blocks[chain.caip2]
                 self.state.blocks[chain.caip2] = max(floor, cursor - back)
@@ -359,7 +393,7 @@ class ValidatorDaemon:
         """
         if chain.use_finalized_tag:
             return self._rpc(adapter.finalized).number
-        return finalized_height(self._rpc(adapter.head).number, chain.confirmation_depth)
+        return adapter.finalized_number(self._rpc(adapter.head).number)
 
     def _scan_locks(self, chain: EvmChainConfig, epoch: int, result: PassResult) -> bool:
         caip2 = chain.caip2

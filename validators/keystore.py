@@ -46,6 +46,7 @@ import nacl.exceptions
 import nacl.secret
 from argon2.exceptions import HashingError
 from argon2.low_level import ARGON2_VERSION, Type, hash_secret_raw
+from coincurve import PrivateKey as CoincurvePrivateKey
 from nacl.signing import SigningKey
 
 from adapters.errors import InvalidAddress, InvalidSignature, KeystoreError
@@ -167,6 +168,24 @@ class ValidatorKeys:
         if len(digest) != 32:
             raise InvalidSignature("digest must be 32 bytes")
         return sign_digest(self._secp256k1, digest)
+
+    @property
+    def secp256k1_public(self) -> bytes:
+        """Compressed (33-byte SEC1) public key of the secp256k1 key (a Bitcoin vault member)."""
+        return CoincurvePrivateKey(self._secp256k1).public_key.format(compressed=True)
+
+    def sign_der(self, digest: bytes) -> bytes:
+        """secp256k1 ECDSA over a 32-byte digest as strict DER with low S (BIP-66, BIP-146),
+        without a sighash byte: a Bitcoin input signature (RFC 6979, deterministic).
+
+        SECURITY: the caller must have built `digest` (a BIP-143 sighash) from a spend it checked.
+
+        Raises:
+            InvalidSignature: `digest` is not 32 bytes.
+        """
+        if len(digest) != 32:
+            raise InvalidSignature("digest must be 32 bytes")
+        return CoincurvePrivateKey(self._secp256k1).sign(digest, hasher=None)
 
     def _plaintext(self) -> bytes:
         return bytes(self._ed25519) + self._secp256k1

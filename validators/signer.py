@@ -49,6 +49,9 @@ class RefusalReason(StrEnum):
     MALFORMED_TX = "malformed_tx"  # the user-signed tx does not parse (ledger.transactions)
     TX_MISMATCH = "tx_mismatch"  # the ledger's record disagrees with the tx the user signed
     WRONG_DEST_CHAIN = "wrong_dest_chain"  # burn would leave for a chain other than the origin
+    NOT_CREDITED = "not_credited"  # the adapter reported the deposit as not creditable
+    RELEASE_MISMATCH = "release_mismatch"  # a proposed spend does not pay the burn exactly
+    CONFLICTING_SPEND = "conflicting_spend"  # could pay a burn twice or spend another burn's coins
 
 
 class SigningRefused(ValidationError):
@@ -164,6 +167,8 @@ class LockSigner:
                 RefusalReason.FOREIGN_CONTRACT,
                 f"event from {event.contract} on {event.chain}, bridge is {bridge}",
             )
+        if event.uncredited is not None:
+            raise _refuse(RefusalReason.NOT_CREDITED, f"deposit not credited: {event.uncredited}")
         if event.block_number > finalized_height:
             raise _refuse(
                 RefusalReason.NOT_FINAL,
@@ -201,6 +206,44 @@ class LockSigner:
         }
 
 
+def check_burn_record(burn: BurnLike, network: str) -> None:
+    """Raise `SigningRefused` unless the ledger's record of `burn` is what its account signed.
+
+    SECURITY: trusts the ledger (over this validator's own connection) that the burn was
+    applied; checks the user's Ed25519 signature, the network, that the record matches the signed
+    body field by field, that the asset is the origin chain's, and that the burn leaves for its
+    origin chain with a positive amount.
+    """
+    tx = burn.tx
+    if not isinstance(tx, Mapping) or tx.get("kind") != TxKind.BURN.value:
+        raise _refuse(RefusalReason.NOT_A_BURN, f"ledger seq {burn.seq} is not a burn")
+    try:
+        parsed = verify_transaction(SignedTx(body=dict(tx), signature=burn.signature), network)
+    except WrongNetwork as exc:
+        raise _refuse(RefusalReason.WRONG_NETWORK, f"burn seq {burn.seq}: {exc}") from exc
+    except InvalidSignature as exc:
+        raise _refuse(RefusalReason.BAD_USER_SIGNATURE, f"burn seq {burn.seq}: {exc}") from exc
+    except ValidationError as exc:
+        raise _refuse(RefusalReason.MALFORMED_TX, f"burn seq {burn.seq}: {exc}") from exc
+    if not isinstance(parsed, BurnTx):
+        raise _refuse(RefusalReason.NOT_A_BURN, f"ledger seq {burn.seq} is not a burn")
+    signed = (parsed.burn_id, parsed.account, parsed.asset, parsed.amount, parsed.dest_chain,
+              parsed.dest_address.lower())
+    recorded = (burn.burn_id, burn.account, burn.asset, burn.amount, burn.dest_chain,
+                str(burn.dest_address).lower())
+    if signed != recorded:
+        raise _refuse(RefusalReason.TX_MISMATCH,
+                      f"burn seq {burn.seq}: ledger record disagrees with the user-signed tx")
+    if burn.asset != asset_key(burn.origin_chain, burn.origin_token):
+        raise _refuse(RefusalReason.TX_MISMATCH,
+                      f"asset {burn.asset} is not {burn.origin_chain} origin")
+    if burn.dest_chain != burn.origin_chain:
+        raise _refuse(RefusalReason.WRONG_DEST_CHAIN,
+                      f"dest {burn.dest_chain} is not origin {burn.origin_chain}")
+    if not 0 < burn.amount <= _UINT256_MAX:
+        raise _refuse(RefusalReason.BAD_AMOUNT, f"amount {burn.amount}")
+
+
 class ReleaseSigner:
     """Signs EIP-712 `Release` digests for burns read from this validator's ledger connection.
 
@@ -228,58 +271,12 @@ class ReleaseSigner:
         """Raise `SigningRefused` unless `burn` may be released; return (chain, token, recipient).
 
         SECURITY: trusts the ledger (over this validator's own connection) that the burn was
-        applied; verifies everything the user signed against the record.
+        applied; verifies everything the user signed against the record (`check_burn_record`).
         """
-        tx = burn.tx
-        if not isinstance(tx, Mapping) or tx.get("kind") != TxKind.BURN.value:
-            raise _refuse(RefusalReason.NOT_A_BURN, f"ledger seq {burn.seq} is not a burn")
-        try:
-            parsed = verify_transaction(
-                SignedTx(body=dict(tx), signature=burn.signature), self.network
-            )
-        except WrongNetwork as exc:
-            raise _refuse(RefusalReason.WRONG_NETWORK, f"burn seq {burn.seq}: {exc}") from exc
-        except InvalidSignature as exc:
-            raise _refuse(RefusalReason.BAD_USER_SIGNATURE, f"burn seq {burn.seq}: {exc}") from exc
-        except ValidationError as exc:
-            raise _refuse(RefusalReason.MALFORMED_TX, f"burn seq {burn.seq}: {exc}") from exc
-        if not isinstance(parsed, BurnTx):
-            raise _refuse(RefusalReason.NOT_A_BURN, f"ledger seq {burn.seq} is not a burn")
-        signed = (
-            parsed.burn_id,
-            parsed.account,
-            parsed.asset,
-            parsed.amount,
-            parsed.dest_chain,
-            parsed.dest_address.lower(),
-        )
-        recorded = (
-            burn.burn_id,
-            burn.account,
-            burn.asset,
-            burn.amount,
-            burn.dest_chain,
-            str(burn.dest_address).lower(),
-        )
-        if signed != recorded:
-            raise _refuse(
-                RefusalReason.TX_MISMATCH,
-                f"burn seq {burn.seq}: ledger record disagrees with the user-signed tx",
-            )
-        if burn.asset != asset_key(burn.origin_chain, burn.origin_token):
-            raise _refuse(
-                RefusalReason.TX_MISMATCH, f"asset {burn.asset} is not {burn.origin_chain} origin"
-            )
+        check_burn_record(burn, self.network)
         chain = self._chains.get(burn.origin_chain)
         if chain is None or burn.origin_chain not in self._bridges:
             raise _refuse(RefusalReason.FOREIGN_CHAIN, f"chain {burn.origin_chain} is not watched")
-        if burn.dest_chain != burn.origin_chain:
-            raise _refuse(
-                RefusalReason.WRONG_DEST_CHAIN,
-                f"dest {burn.dest_chain} is not origin {burn.origin_chain}",
-            )
-        if not 0 < burn.amount <= _UINT256_MAX:
-            raise _refuse(RefusalReason.BAD_AMOUNT, f"amount {burn.amount}")
         token = _evm_address(burn.origin_token, RefusalReason.BAD_TOKEN, "origin token")
         recipient = _evm_address(burn.dest_address, RefusalReason.BAD_RECIPIENT, "dest address")
         if recipient == _ZERO_ADDRESS:

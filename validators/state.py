@@ -31,12 +31,15 @@ class CursorState:
         set_nonces: per CAIP-2 chain, the bridge ``setNonce`` seen last.
         burn_seq: ledger seq of the last burn delivered (the ``after_seq`` of the next read).
         epoch: ledger validator-set epoch seen last (None before the first pass).
+        custody_inputs: burn id (0x hex) -> outpoints ("txid:vout") of the first custody spend
+            this validator signed for it (`validators.utxo_signer`); never shrinks.
     """
 
     blocks: dict[str, int] = field(default_factory=dict)
     set_nonces: dict[str, int] = field(default_factory=dict)
     burn_seq: int = 0
     epoch: int | None = None
+    custody_inputs: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_state(path: Path, *, network: str, validator: str) -> CursorState:
@@ -77,6 +80,8 @@ def load_state(path: Path, *, network: str, validator: str) -> CursorState:
             },
             burn_seq=int(doc["burn_seq"]),
             epoch=None if doc.get("epoch") is None else int(doc["epoch"]),
+            custody_inputs={str(k): [str(o) for o in v]
+                            for k, v in doc.get("custody_inputs", {}).items()},
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"corrupt validator state {path}") from exc
@@ -100,6 +105,7 @@ def save_state(path: Path, state: CursorState, *, network: str, validator: str) 
         "validator": validator,
         "epoch": state.epoch,
         "burn_seq": state.burn_seq,
+        "custody_inputs": state.custody_inputs,
         "chains": {
             chain: {"block": block, "set_nonce": state.set_nonces.get(chain)}
             for chain, block in sorted(state.blocks.items())

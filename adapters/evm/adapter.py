@@ -169,6 +169,11 @@ class EvmAdapter:
             return head
         return self._ref(self._block(hex(number)), str(number))
 
+    def finalized_number(self, head_number: int) -> int:
+        """Finalized height under `head_number` by the depth rule, without a request (callers
+        using ``use_finalized_tag`` must ask `finalized` instead)."""
+        return finality.finalized_height(head_number, self.confirmation_depth)
+
     def _final_height(self) -> int:
         if self.config.use_finalized_tag:
             return self.finalized().number

@@ -25,8 +25,9 @@ relayer_app = typer.Typer(no_args_is_help=True, help="The relayer process.")
 validator_app = typer.Typer(no_args_is_help=True, help="A validator process.")
 keys_app = typer.Typer(no_args_is_help=True, help="Encrypted key files.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The native ledger.")
+btc_app = typer.Typer(no_args_is_help=True, help="Bitcoin: deposit addresses.")
 for sub, name in ((devnet_app, "devnet"), (relayer_app, "relayer"), (validator_app, "validator"),
-                  (keys_app, "keys"), (ledger_app, "ledger")):
+                  (keys_app, "keys"), (ledger_app, "ledger"), (btc_app, "btc")):
     app.add_typer(sub, name=name)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.",
@@ -175,6 +176,21 @@ def ledger_burn(
     typer.echo(json.dumps(burn(cfg, keys, asset, amount, to), indent=2))
 
 
+@btc_app.command("deposit-address")
+def btc_deposit_address(
+    account: Annotated[str, typer.Argument(help="Native-ledger account, 0x + 64 hex.")],
+    chain: Annotated[str | None, typer.Option(help="CAIP-2 id (default: the only one).")] = None,
+    offline: Annotated[bool, typer.Option(help="Derive only; do not register with the ledger "
+                                                "(deposits to an unregistered address are not "
+                                                "seen).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print ACCOUNT's Bitcoin deposit address and register it with the ledger's registry."""
+    from relayer.cli.wiring import deposit_address
+
+    typer.echo(json.dumps(deposit_address(_load(config), account, chain, offline), indent=2))
+
+
 @keys_app.command("new")
 def keys_new(out: Annotated[Path, typer.Option(help="Key file to create (mode 0600).")]) -> None:
     """Create an Ed25519 + secp256k1 key pair, encrypted with a passphrase (FERRY_PASSPHRASE)."""
@@ -182,7 +198,8 @@ def keys_new(out: Annotated[Path, typer.Option(help="Key file to create (mode 06
 
     keys = new_keystore(out, _passphrase("FERRY_PASSPHRASE", confirm=True))
     typer.echo(json.dumps({"keystore": str(out), "ed25519": keys.ed25519_public_hex,
-                           "evm_address": keys.evm_address}, indent=2))
+                           "evm_address": keys.evm_address,
+                           "secp256k1_pubkey": keys.secp256k1_public.hex()}, indent=2))
 
 
 def _load_keys(path: Path):  # type: ignore[no-untyped-def]

@@ -59,7 +59,7 @@ def open_ledger(cfg: FerryConfig) -> Any:
 
     genesis = LedgerGenesis(
         validator_set=cfg.genesis_set(),
-        bridges={c.caip2: c.bridge_address for c in cfg.chains},
+        bridges=cfg.bridges(),
         assets=list(cfg.assets),
     )
     return Ledger.open(cfg.ledger.database_url, cfg.network, genesis)
@@ -87,24 +87,52 @@ def build_relayer(
     """
     from ledger.client import LedgerClient
     from ledger.types import MintRequest
+    from relayer.custody import CustodyReleases
     from relayer.engine import ChainPlan, Engine
     from relayer.inbox import AttestationInbox
     from relayer.store import Store
 
     store = Store.open(cfg.relayer.database_url)
-    adapters = chain_adapters(cfg, submitter_key or load_submitter_key(cfg))
+    ledger = ledger or LedgerClient(str(cfg.ledger.url))
+    adapters: dict[str, Any] = dict(chain_adapters(cfg, submitter_key or load_submitter_key(cfg)))
+    btc = bitcoin_adapters(cfg, ledger)
+    adapters.update(btc)
+    chain_cfgs: dict[str, Any] = {c.caip2: c for c in cfg.chains}
+    chain_cfgs.update({b.caip2: b for b in cfg.bitcoin})
     plans = {
         caip2: ChainPlan(
-            adapter=a, start_block=cfg.chain(caip2).start_block,
-            max_block_range=cfg.chain(caip2).max_block_range,
-            poll_interval_s=cfg.chain(caip2).poll_interval_s,
+            adapter=a, start_block=chain_cfgs[caip2].start_block,
+            max_block_range=chain_cfgs[caip2].max_block_range,
+            poll_interval_s=chain_cfgs[caip2].poll_interval_s,
             assets={x.origin_token: x.asset for x in cfg.assets if x.origin_chain == caip2})
         for caip2, a in adapters.items()}
-    engine = Engine(store, plans, ledger or LedgerClient(str(cfg.ledger.url)), cfg.network,
-                    mint_request=MintRequest, batch_size=cfg.relayer.batch_size)
+    custody = CustodyReleases(
+        store, btc, bump_after_blocks={b.caip2: b.bump_after_blocks for b in cfg.bitcoin},
+        max_fee_rate={b.caip2: b.max_fee_rate_sat_vb for b in cfg.bitcoin}) if btc else None
+    engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
+                    batch_size=cfg.relayer.batch_size, custody=custody)
+    if custody is not None:
+        custody.metrics = engine.metrics
     inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,
                              engine.bridge_sets, engine.metrics)
     return engine, inbox
+
+
+def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
+    """One adapter per configured Bitcoin network, its deposit registry fed by the ledger's;
+    each checks its node's genesis hash first (WrongChain)."""
+    from adapters.bitcoin.adapter import BitcoinAdapter
+
+    out = {}
+    for b in cfg.bitcoin:
+        def source(after: int, caip2: str = b.caip2) -> list[tuple[int, bytes]]:
+            return [(r.seq, r.account)
+                    for r in ledger.deposit_accounts(caip2, after_seq=after, limit=1000)]
+
+        adapter = BitcoinAdapter(b, registry_source=source)
+        adapter.verify_chain()
+        out[b.caip2] = adapter
+    return out
 
 
 def run_relayer_process(cfg: FerryConfig) -> None:
@@ -129,7 +157,7 @@ def run_validator_process(cfg: FerryConfig) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
-    with ValidatorDaemon(section, cfg.network, cfg.chains, keys) as daemon:
+    with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin) as daemon:
         daemon.run_forever(stop)
 
 
@@ -147,6 +175,11 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
         raise ValidationError(f"amount {amount!r} is not a number") from exc
     if value != value.to_integral_value() or value <= 0:
         raise ValidationError("amount must be a positive integer in base units")
+    for b in cfg.bitcoin:  # refuse a Bitcoin payout address of another network before burning
+        if match[0].origin_chain == b.caip2:
+            from adapters.bitcoin.scripts import script_pubkey_from_address
+
+            script_pubkey_from_address(to, b.network)
     client = LedgerClient(str(cfg.ledger.url))
     nonce = client.account(keys.ed25519_public).nonce
     signed = sign_burn(keys, cfg.network, nonce, match[0].asset, int(value),
@@ -154,3 +187,34 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
     receipt = client.submit_transaction(signed)
     return {"burn_id": "0x" + signed.tx_id.hex(), "seq": receipt.seq,
             "asset": match[0].asset, "amount": str(int(value)), "to": to.lower()}
+
+
+def deposit_address(cfg: FerryConfig, account: str, chain: str | None,
+                    offline: bool) -> dict[str, Any]:
+    """ACCOUNT's deposit address on a configured Bitcoin network, registered with the ledger
+    (so scanners watch it) unless `offline`.
+
+    Raises:
+        ConfigError: no (or no such) Bitcoin network configured. InvalidAddress: bad account.
+    """
+    from ledger.client import LedgerClient
+    from ledger.fields import parse_account
+
+    if not cfg.bitcoin:
+        raise ConfigError("no [[bitcoin]] network in the config")
+    if chain is None and len(cfg.bitcoin) > 1:
+        raise ConfigError("several Bitcoin networks configured: pass --chain")
+    b = cfg.bitcoin[0] if chain is None else cfg.bitcoin_chain(chain)
+    raw = parse_account(account)
+    deposit = b.vault.deposit(raw)
+    out: dict[str, Any] = {"account": "0x" + raw.hex(), "chain": b.caip2,
+                           "deposit_address": deposit.address,
+                           "witness_script": deposit.witness_script.hex(),
+                           "vault_address": b.vault.address,
+                           "threshold": f"{b.threshold} of {len(b.validator_pubkeys)}",
+                           "registered": False}
+    if not offline:
+        reg = LedgerClient(str(cfg.ledger.url)).register_deposit_account(b.caip2, raw)
+        out["registered"] = True
+        out["registry_seq"] = reg.seq
+    return out

@@ -7,11 +7,16 @@ stopping it, and attaching its log tail to failing tests. Must not sleep for cha
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from web3 import Web3
 
+from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
+from adapters.bitcoin.keys import public_key
+from adapters.bitcoin.rpc import BtcRpc
 from adapters.evm.devnet import AnvilNode, connect
 
 # ============================================================================ EVM devnets (anvil)
@@ -67,6 +72,59 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         node = _running_anvils.get(name)
         if node is not None:
             report.sections.append((f"anvil {node.chain} log tail", node.log_tail()))
+        btcd = _running_btcds.get(name)
+        if btcd is not None:
+            report.sections.append((f"btcd {btcd.chain} log tail", btcd.log_tail()))
 
 
 # ============================================================================ end EVM devnets
+
+
+# ============================================================================ Bitcoin devnet (btcd)
+# One btcd regtest node per session, its RPC client, and a faucet whose key is fresh each run
+# (the node's --miningaddr). The faucet has matured 101 blocks, so it holds spendable coinbases.
+# Tests that rewrite history (invalidateblock) restore the tip before they return.
+
+BTCD_READY_TIMEOUT_S = 30.0
+_running_btcds: dict[str, BtcdNode] = {}
+
+
+@dataclass(frozen=True)
+class BtcdDevnet:
+    """The session's btcd node, an RPC client of it and its faucet."""
+
+    node: BtcdNode
+    rpc: BtcRpc
+    faucet: Faucet
+
+
+@pytest.fixture(scope="session")
+def btcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BtcdDevnet]:
+    """btcd in regtest ("bip122:0f9188f13cb7b2c71f2a335e3a4fc328") with a matured faucet.
+
+    A missing binary fails (ConfigError: run `make install`); it is never skipped.
+    """
+    secret = secrets.token_bytes(32)
+    node = BtcdNode(tmp_path_factory.mktemp("btcd"),
+                    mining_address=address_p2wpkh(public_key(secret), "regtest"))
+    rpc: BtcRpc | None = None
+    try:
+        node.start()
+        node.wait_ready(timeout_s=BTCD_READY_TIMEOUT_S)  # error message carries the log tail
+        rpc = node.rpc()
+        faucet = Faucet(rpc, secret)
+        try:
+            faucet.mature()
+        except Exception:
+            print(f"btcd log tail:\n{node.log_tail()}")  # shown with the setup error
+            raise
+        _running_btcds["btcd"] = node
+        yield BtcdDevnet(node, rpc, faucet)
+    finally:
+        _running_btcds.pop("btcd", None)
+        if rpc is not None:
+            rpc.close()
+        node.stop()
+
+
+# ============================================================================ end Bitcoin devnet

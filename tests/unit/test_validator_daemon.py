@@ -90,6 +90,9 @@ class FakeAdapter:
         self._read("finalized")
         return BlockRef(self.height, "0x" + "00" * 32)
 
+    def finalized_number(self, head_number: int) -> int:
+        return max(head_number - DEPTH, 0)  # the depth rule, no request
+
     def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]:
         self._read("lock_events")
         self.ranges.append((from_block, to_block))

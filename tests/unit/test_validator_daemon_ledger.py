@@ -36,6 +36,9 @@ class OneChain:
     def finalized(self) -> BlockRef:
         return BlockRef(500, "0x" + "00" * 32)
 
+    def finalized_number(self, head_number: int) -> int:
+        return head_number - 2
+
     def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]:
         return [e for e in self.events if from_block <= e.block_number <= to_block]
 

@@ -1,0 +1,333 @@
+"""The Bitcoin adapter: watches a btcd node for deposits into the vault and spends the vault.
+
+Owns: `BitcoinAdapter` (the `ChainAdapter` reads plus the `UtxoCustody` release capability) and
+`DepositRegistry` (which deposit scripts are Ferry's). Block decoding is `adapters.bitcoin.watcher`,
+scripts and transactions are `scripts` / `tx`, the node is `rpc.BtcRpc`.
+Must not import another chain's adapter, the ledger or the relayer: the registry learns accounts
+through the `source` callable it is given.
+
+Observation: `lock_events` refreshes the registry first (so an account registered before its
+owner paid is always known when that payment's block is scanned), then reads raw blocks by height,
+checks each block links to the previous one (a reorg during the scan raises `RpcUnavailable`: the
+caller retries), and decodes deposits (`watcher.deposits_in_block`). Only blocks are read, so an
+unconfirmed or replaced (RBF) transaction is never seen. Outpoints key the events, so a deposit
+re-mined in another block after a reorg keeps its event id and is credited once.
+
+Release (the `UtxoCustody` methods): plans are built from coins the relayer tracks; validators
+check the unsigned transaction against the burn they observed (`check_release`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from adapters.base import BlockRef, Coin, LockEvent, PreparedTx, ReleasePlan, TxStatus
+from adapters.bitcoin import finality, tx, watcher
+from adapters.bitcoin.config import BitcoinChainConfig
+from adapters.bitcoin.errors import ReleaseMismatch
+from adapters.bitcoin.rpc import BtcRpc, BtcRpcError
+from adapters.bitcoin.scripts import Vault, script_pubkey_from_address
+from adapters.errors import QuorumNotMet, RpcUnavailable, Unsupported, WrongChain
+
+log = logging.getLogger(__name__)
+
+RegistrySource = Callable[[int], list[tuple[int, bytes]]]
+
+
+class DepositRegistry:
+    """Deposit scripts of registered accounts, keyed by scriptPubKey. Thread-safe.
+
+    Args:
+        vault: the vault the deposit scripts are derived from.
+        source: ``after_seq -> [(seq, account)]`` pages of the ledger's registry (ascending),
+            or None for a registry fed only by `add`.
+    """
+
+    def __init__(self, vault: Vault, source: RegistrySource | None = None) -> None:
+        self.vault = vault
+        self._source = source
+        self._lock = threading.Lock()
+        self._by_spk: dict[bytes, bytes] = {}
+        self._scripts: set[bytes] = {vault.witness_script}
+        self.seq = 0  # the last registry seq consumed from `source`
+
+    def add(self, accounts: Iterable[bytes]) -> int:
+        """Derive and remember the deposit scripts of `accounts`; returns how many were new."""
+        new = 0
+        for account in accounts:
+            deposit = self.vault.deposit(account)
+            with self._lock:
+                if deposit.script_pubkey not in self._by_spk:
+                    self._by_spk[deposit.script_pubkey] = account
+                    self._scripts.add(deposit.witness_script)
+                    new += 1
+        return new
+
+    def refresh(self) -> int:
+        """Pull registrations after `seq` from the source; returns how many were new."""
+        if self._source is None:
+            return 0
+        new = 0
+        while True:
+            page = self._source(self.seq)
+            if not page:
+                return new
+            new += self.add(account for _, account in page)
+            self.seq = max(seq for seq, _ in page)
+
+    def account_of(self, script_pubkey: bytes) -> bytes | None:
+        return self._by_spk.get(script_pubkey)
+
+    def is_custody_script(self, witness_script: bytes) -> bool:
+        """Whether `witness_script` is the vault's or a registered deposit script."""
+        return witness_script in self._scripts
+
+    def __len__(self) -> int:
+        return len(self._by_spk)
+
+
+class BitcoinAdapter:
+    """One Bitcoin network through one node.
+
+    Args:
+        config: the ``[[bitcoin]]`` table.
+        rpc: a node client to use instead of one built from the config (tests).
+        registry_source: see `DepositRegistry`.
+        read_attempts, read_deadline_s: retry bounds of reads.
+    """
+
+    def __init__(
+        self,
+        config: BitcoinChainConfig,
+        *,
+        rpc: BtcRpc | None = None,
+        registry_source: RegistrySource | None = None,
+        read_attempts: int = 4,
+        read_deadline_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.chain = config.caip2
+        self.confirmation_depth = config.confirmation_depth
+        self.vault: Vault = config.vault
+        self.rpc = rpc or BtcRpc(
+            config.rpc_url, config.rpc_user, config.rpc_password.get_secret_value(),
+            chain=self.chain, timeout_s=config.request_timeout_s, read_attempts=read_attempts,
+            read_deadline_s=read_deadline_s, cert=config.rpc_cert)
+        self.registry = DepositRegistry(self.vault, registry_source)
+
+    # ------------------------------------------------------------------ reads
+    def verify_chain(self) -> None:
+        """Raise `WrongChain` unless the node serves this config's network (genesis hash)."""
+        genesis = self.rpc.genesis_hash()
+        if genesis != self.config.genesis_hash:
+            raise WrongChain(
+                f"node at {self.config.rpc_url} has genesis {genesis}, expected "
+                f"{self.config.network} {self.config.genesis_hash}", chain=self.chain)
+
+    def head(self) -> BlockRef:
+        height, block_hash = self.rpc.best_block()
+        return BlockRef(height, block_hash)
+
+    def finalized(self, head: BlockRef | None = None) -> BlockRef:
+        head = head or self.head()
+        number = finality.finalized_height(head.number, self.confirmation_depth)
+        if number == head.number:
+            return head
+        block_hash = self.rpc.block_hash(number)
+        if block_hash is None:
+            raise RpcUnavailable(f"no block at {number} below the head", chain=self.chain)
+        return BlockRef(number, block_hash)
+
+    def finalized_number(self, head_number: int) -> int:
+        """The finalized height under `head_number`, without a request."""
+        return finality.finalized_height(head_number, self.confirmation_depth)
+
+    def block_hash(self, number: int) -> str | None:
+        return self.rpc.block_hash(number)
+
+    def lock_events(self, from_block: int, to_block: int) -> list[LockEvent]:
+        """Deposit outputs in blocks ``[from_block, to_block]``: credited ones, and uncredited
+        ones (dust, payments to the bare vault address, coinbase) carrying their reason.
+
+        Raises:
+            RpcUnavailable: a block does not link to the previous one (the chain moved during
+                the scan), or the node could not be asked.
+        """
+        self.registry.refresh()
+        events: list[LockEvent] = []
+        prev_hash: str | None = None
+        for height in range(from_block, to_block + 1):
+            block_hash = self.rpc.block_hash(height)
+            if block_hash is None:
+                raise RpcUnavailable(f"block {height} vanished during the scan", chain=self.chain)
+            raw = self.rpc.raw_block(block_hash)
+            found, parent = watcher.deposits_in_block(
+                raw, height=height, block_hash=block_hash, chain=self.chain,
+                vault=self.vault, registry=self.registry,
+                min_deposit_sats=self.config.min_deposit_sats)
+            if prev_hash is not None and parent != prev_hash:
+                raise RpcUnavailable(f"block {height} does not extend {prev_hash}: reorg "
+                                     "during the scan", chain=self.chain)
+            prev_hash = block_hash
+            events.extend(found)
+        return events
+
+    def tx_status(self, tx_hash: str) -> TxStatus:
+        info = self.rpc.transaction_info(tx_hash)
+        confirmations = int(info.get("confirmations") or 0) if info else 0
+        in_mempool = False
+        if confirmations == 0:
+            in_mempool = tx_hash in self.rpc.mempool_txids()
+        return finality.tx_status(confirmations=confirmations, in_mempool=in_mempool,
+                                  confirmation_depth=self.confirmation_depth)
+
+    def coin_unspent(self, coin: Coin) -> int | None:
+        """The coin's value in sats if the node shows it unspent in the best chain, else None."""
+        out = self.rpc.tx_out(coin.txid, coin.vout, include_mempool=False)
+        return None if out is None else int(out["value_sats"])
+
+    # ------------------------------------------------------------------ custody (releases)
+    def members(self) -> tuple[str, ...]:
+        return tuple(k.hex() for k in self.vault.sorted_pubkeys)
+
+    @property
+    def threshold(self) -> int:
+        return self.vault.threshold
+
+    def validator_set(self) -> tuple[int, tuple[str, ...], int]:
+        """(1, vault pubkeys hex, threshold): the vault's members come from config."""
+        return 1, self.members(), self.vault.threshold
+
+    def fee_rate(self) -> int:
+        """The node's estimate for ``fee_target_blocks`` (sat/vB), else the configured rate;
+        never below the configured rate's floor of 1 nor above ``max_fee_rate_sat_vb``."""
+        estimate = None
+        try:
+            estimate = self.rpc.estimate_fee_sat_vb(self.config.fee_target_blocks)
+        except BtcRpcError as exc:  # an estimator error is "no estimate", not a failure
+            log.info("fee estimate unavailable chain=%s: %s", self.chain, exc)
+        rate = estimate if estimate else self.config.fee_rate_sat_vb
+        return max(1, min(rate, self.config.max_fee_rate_sat_vb))
+
+    def plan_release(self, coins: list[Coin], dest_address: str, amount: int,
+                     fee_rate: int) -> ReleasePlan:
+        """Select coins and build the unsigned release of `amount` sats to `dest_address`.
+
+        Raises:
+            InvalidAddress: `dest_address` is not an address of this network.
+            InsufficientFunds: the coins cannot cover it (or the payee would get dust).
+        """
+        payee_spk = script_pubkey_from_address(dest_address, self.config.network)
+        rate = min(fee_rate, self.config.max_fee_rate_sat_vb)
+        chosen = tx.select_coins(_to_tx_coins(coins), amount, fee_rate_sat_vb=rate, payee_spk=payee_spk,
+                                 vault=self.vault)
+        built = tx.build_release(chosen, payee_spk, amount, rate, self.vault)
+        return self._plan("release", built, dest_address, amount, 0)
+
+    def bump_release(self, plan: ReleasePlan, fee_rate: int) -> ReleasePlan:
+        built = tx.bump_release(self._unsigned(plan), min(fee_rate, self.config.max_fee_rate_sat_vb),
+                                self.vault)
+        return self._plan(plan.kind, built, plan.dest_address, plan.amount, plan.version + 1)
+
+    def plan_consolidation(self, coins: list[Coin], fee_rate: int) -> ReleasePlan:
+        built = tx.build_consolidation(_to_tx_coins(coins), min(fee_rate, self.config.max_fee_rate_sat_vb),
+                                       self.vault)
+        return self._plan("consolidation", built, self.vault.address, 0, 0)
+
+    def check_release(self, plan: ReleasePlan, *, dest_address: str, amount: int) -> int:
+        """SECURITY (validators): check the unsigned transaction of `plan` pays exactly the
+        burn (`dest_address`, `amount`) this validator read from its own ledger connection.
+
+        Returns the fee in sats. Raises `ReleaseMismatch` or `InvalidAddress`.
+        """
+        self._check_txid(plan)
+        payee_spk = script_pubkey_from_address(dest_address, self.config.network)
+        return tx.check_release(plan.unsigned, _coins(plan), self.vault,
+                                burn_amount_sats=amount, payee_spk=payee_spk,
+                                max_fee_rate_sat_vb=self.config.max_fee_rate_sat_vb)
+
+    def check_consolidation(self, plan: ReleasePlan) -> int:
+        """SECURITY (validators): the plan only merges coins back into the vault, fee capped."""
+        self._check_txid(plan)
+        return tx.check_consolidation(plan.unsigned, _coins(plan), self.vault,
+                                      self.config.max_fee_rate_sat_vb)
+
+    def release_sighashes(self, plan: ReleasePlan) -> list[bytes]:
+        """BIP-143 SIGHASH_ALL digests, one per input (32 bytes each), computed from the plan's
+        unsigned transaction and coins. Sign only after a check passed."""
+        return tx.sighashes(plan.unsigned, list(_coins(plan)), self.vault)
+
+    def verify_release_signatures(self, plan: ReleasePlan, signer: str,
+                                  signatures: list[bytes]) -> bool:
+        try:
+            pubkey = bytes.fromhex(signer.removeprefix("0x"))
+        except ValueError:
+            return False
+        if pubkey not in self.vault.sorted_pubkeys or len(signatures) != len(plan.coins):
+            return False
+        return all(tx.verify_input_signature(plan.unsigned, _coins(plan), self.vault, i,
+                                             pubkey, sig) for i, sig in enumerate(signatures))
+
+    def assemble_release(self, plan: ReleasePlan,
+                         signatures: Mapping[str, list[bytes]]) -> PreparedTx:
+        by_key = {bytes.fromhex(k.removeprefix("0x")): v for k, v in signatures.items()}
+        if len(by_key) < self.vault.threshold:
+            raise QuorumNotMet(f"{len(by_key)} of {self.vault.threshold} signers")
+        raw = tx.assemble(plan.unsigned, _coins(plan), self.vault, by_key)
+        return PreparedTx(tx_hash=plan.txid, raw=raw, sender_nonce=0)
+
+    def broadcast(self, prepared: PreparedTx) -> str:
+        """Send a signed transaction; idempotent (already known counts as sent).
+
+        Raises:
+            FeeTooLow: below the node's relay or replacement fee (bump it).
+            TxRejected: refused for good. RpcUnavailable: node down.
+        """
+        return self.rpc.send_raw_transaction(prepared.raw)
+
+    # ------------------------------------------------------------------ not on Bitcoin
+    def prepare_release(self, order: object) -> PreparedTx:
+        raise Unsupported("Bitcoin releases are proposals: use plan_release")
+
+    def submit_release(self, order: object) -> str:
+        raise Unsupported("Bitcoin releases are proposals: use plan_release")
+
+    def release_message_hash(self, burn_id: bytes, token: str, recipient: str, amount: int,
+                             set_nonce: int) -> bytes:
+        raise Unsupported("Bitcoin validators sign BIP-143 sighashes of a planned spend")
+
+    def recover_release_signer(self, message_hash: bytes, signature: bytes) -> str:
+        raise Unsupported("ECDSA signers are checked against the vault keys, not recovered")
+
+    def is_released(self, burn_id: bytes) -> bool:
+        raise Unsupported("Bitcoin keeps no record of burn ids; the relayer follows the txid")
+
+    def custody_totals(self, token: str) -> tuple[int, int]:
+        raise Unsupported("the vault's holdings are its coins (relayer.coins)")
+
+    # ------------------------------------------------------------------ helpers
+    def _check_txid(self, plan: ReleasePlan) -> None:
+        if plan.chain != self.chain or tx.txid_of(plan.unsigned) != plan.txid:
+            raise ReleaseMismatch("the plan's txid or chain is not its transaction's")
+
+    def _unsigned(self, plan: ReleasePlan) -> tx.UnsignedRelease:
+        return tx.decode_unsigned(plan.unsigned, _coins(plan), self.vault)
+
+    def _plan(self, kind: str, built: tx.UnsignedRelease, dest_address: str, amount: int,
+              version: int) -> ReleasePlan:
+        return ReleasePlan(
+            kind=kind, chain=self.chain, txid=built.txid, unsigned=built.tx,
+            coins=tuple(Coin(c.txid, c.vout, c.amount_sats, c.account) for c in built.coins),
+            dest_address=dest_address, amount=amount, payee_amount=built.payee_sats,
+            fee=built.fee_sats, fee_rate=built.fee_rate_sat_vb, change=built.change_sats,
+            version=version)
+
+
+def _coins(plan: ReleasePlan) -> list[tx.Coin]:
+    return _to_tx_coins(plan.coins)
+
+
+def _to_tx_coins(coins: Iterable[Coin]) -> list[tx.Coin]:
+    return [tx.Coin(c.txid, c.vout, c.amount, c.account) for c in coins]

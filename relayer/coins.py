@@ -1,0 +1,163 @@
+"""Custody coins and proposed spends on UTXO chains (Bitcoin): their persistence.
+
+Owns: every read and write of the ``coins`` and ``custody_plans`` tables. Writes that go with a
+transfer's status change are functions of a connection (``*_on``) that `Store.advance` runs on
+its own transaction (``also=``), so a status and the custody state it stands for commit together.
+Must not call chains, the ledger or validators.
+
+Crash safety: a plan's coins are reserved in the same transaction that stores the plan, before
+any validator is asked to sign it; the signed bytes are stored before they are broadcast; a coin
+is marked spent, and the change coin added, in the transaction that marks the transfer executed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from adapters.base import Coin, ReleasePlan
+from adapters.errors import IllegalTransition
+from relayer.db import write_transaction
+from relayer.models import CustodyCoin, CustodyPlan, Transfer
+from relayer.store import Store
+
+K = CustodyCoin.__table__  # type: ignore[attr-defined]
+P = CustodyPlan.__table__  # type: ignore[attr-defined]
+T = Transfer.__table__  # type: ignore[attr-defined]
+
+UNSPENT, RESERVED, SPENT = "unspent", "reserved", "spent"
+SIGNING, BROADCAST, REPLACED, FINAL, ABANDONED = (
+    "signing", "broadcast", "replaced", "final", "abandoned")
+LIVE = (SIGNING, BROADCAST, REPLACED)  # plans that may still confirm or be signed
+
+
+class CoinStore:
+    """Custody tables over the relayer's database (the same engine as `Store`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.clock = store.clock
+
+    # ------------------------------------------------------------------ coins
+    def sync_deposit_coins(self, chain: str) -> int:
+        """Add a coin for every minted deposit of `chain` not yet in the table (idempotent).
+
+        A deposit becomes spendable once its mint executed: from then on it backs supply.
+        """
+        now = self.clock.now()
+        with self.store_tx() as conn:
+            known = {(r.txid, r.vout) for r in conn.execute(
+                select(K.c.txid, K.c.vout).where(K.c.chain == chain))}
+            rows = conn.execute(select(T.c.src_tx_hash, T.c.log_index, T.c.amount,
+                                       T.c.recipient).where(and_(
+                T.c.source_chain == chain, T.c.kind == "lock",
+                T.c.status == "transfer.executed"))).all()
+            new = [{"chain": chain, "txid": r.src_tx_hash, "vout": r.log_index,
+                    "amount": int(r.amount), "account": r.recipient, "origin": "deposit",
+                    "status": UNSPENT, "spent_by": None, "created_at": now, "updated_at": now}
+                   for r in rows if (r.src_tx_hash, r.log_index) not in known]
+            if new:
+                conn.execute(insert(K), new)
+        return len(new)
+
+    def coins(self, chain: str, statuses: tuple[str, ...] = (UNSPENT,)) -> list[Coin]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(K).where(and_(K.c.chain == chain,
+                                                     K.c.status.in_(statuses)))).all()
+        return [_coin(r) for r in rows]
+
+    def holdings(self, chain: str) -> int:
+        """Sats in unspent or reserved coins (reserved ones are still the vault's)."""
+        return sum(c.amount for c in self.coins(chain, (UNSPENT, RESERVED)))
+
+    # ------------------------------------------------------------------ plans
+    def plans(self, chain: str, statuses: tuple[str, ...]) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(P).where(and_(
+                P.c.chain == chain, P.c.status.in_(statuses))).order_by(P.c.id)))
+
+    def plans_of(self, transfer_id: int) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(P).where(P.c.transfer_id == transfer_id)
+                                     .order_by(P.c.version)))
+
+    def plan_by_txid(self, txid: str) -> Any | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(P).where(P.c.txid == txid)).first()
+
+    def store_tx(self) -> Any:
+        return write_transaction(self.engine)
+
+
+# ---------------------------------------------------------------------- on a transaction
+def reserve_on(conn: Connection, plan: ReleasePlan, transfer_id: int | None, now: float) -> None:
+    """Store `plan` (status signing) and reserve its coins; `IllegalTransition` if a coin is
+    not unspent (another plan took it)."""
+    for c in plan.coins:
+        changed = conn.execute(update(K).where(and_(
+            K.c.chain == plan.chain, K.c.txid == c.txid, K.c.vout == c.vout,
+            K.c.status == UNSPENT)).values(status=RESERVED, spent_by=plan.txid,
+                                           updated_at=now)).rowcount
+        if changed != 1:
+            raise IllegalTransition(f"coin {c.outpoint} is not unspent")
+    _insert_plan(conn, plan, transfer_id, now)
+
+
+def bump_on(conn: Connection, old_id: int, plan: ReleasePlan, transfer_id: int | None,
+            now: float) -> None:
+    """Store a fee-bumped `plan` (same coins) and mark the old one replaced."""
+    conn.execute(update(P).where(P.c.id == old_id).values(status=REPLACED, updated_at=now))
+    for c in plan.coins:
+        conn.execute(update(K).where(and_(K.c.chain == plan.chain, K.c.txid == c.txid,
+                                          K.c.vout == c.vout))
+                     .values(spent_by=plan.txid, updated_at=now))
+    _insert_plan(conn, plan, transfer_id, now)
+
+
+def signed_on(conn: Connection, plan_id: int, raw: bytes, height: int, now: float) -> None:
+    """Persist the signed bytes of a plan (before broadcasting them)."""
+    conn.execute(update(P).where(P.c.id == plan_id).values(
+        status=BROADCAST, raw_tx=raw.hex(), broadcast_height=height, updated_at=now))
+
+
+def final_on(conn: Connection, plan: ReleasePlan, now: float) -> None:
+    """The spend `plan` is final: its coins are spent, its change is a new unspent coin, it
+    is final and every other plan over the same coins is abandoned."""
+    row = conn.execute(select(P.c.id, P.c.transfer_id).where(P.c.txid == plan.txid)).one()
+    for c in plan.coins:
+        conn.execute(update(K).where(and_(K.c.chain == plan.chain, K.c.txid == c.txid,
+                                          K.c.vout == c.vout))
+                     .values(status=SPENT, spent_by=plan.txid, updated_at=now))
+    conn.execute(update(P).where(P.c.id == row.id).values(status=FINAL, updated_at=now))
+    if row.transfer_id is not None:
+        conn.execute(update(P).where(and_(P.c.transfer_id == row.transfer_id, P.c.id != row.id))
+                     .values(status=ABANDONED, updated_at=now))
+    change_vout = 0 if plan.kind == "consolidation" else 1
+    change = plan.payee_amount if plan.kind == "consolidation" else plan.change
+    if change > 0:
+        exists = conn.execute(select(K.c.id).where(and_(
+            K.c.chain == plan.chain, K.c.txid == plan.txid, K.c.vout == change_vout))).first()
+        if exists is None:
+            conn.execute(insert(K).values(
+                chain=plan.chain, txid=plan.txid, vout=change_vout, amount=change, account=None,
+                origin="change", status=UNSPENT, spent_by=None, created_at=now, updated_at=now))
+
+
+def _insert_plan(conn: Connection, plan: ReleasePlan, transfer_id: int | None,
+                 now: float) -> None:
+    conn.execute(insert(P).values(
+        chain=plan.chain, txid=plan.txid, kind=plan.kind, transfer_id=transfer_id,
+        version=plan.version, status=SIGNING, plan=json.dumps(plan.to_json()), raw_tx=None,
+        broadcast_height=None, created_at=now, updated_at=now))
+
+
+def plan_of(row: Any) -> ReleasePlan:
+    return ReleasePlan.from_json(json.loads(row.plan))
+
+
+def _coin(r: Any) -> Coin:
+    return Coin(txid=r.txid, vout=r.vout, amount=int(r.amount),
+                account=None if r.account is None else bytes.fromhex(r.account[2:]))
