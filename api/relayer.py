@@ -91,6 +91,16 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
             out.append({"burn_id": burn_id, "plan": json.loads(row.plan)})
         return {"plans": out}
 
+    @router.get("/v1/custody/coins")
+    def custody_coins(chain: str = Query(..., min_length=3, max_length=64)) -> dict[str, Any]:
+        """The coins the relayer believes the vault holds (unspent or reserved for a spend in
+        flight) and the pending releases, for anyone to check against their own node."""
+        coins = CoinStore(store)
+        return {"chain": chain, "pending_release": str(coins.pending_releases(chain)),
+                "coins": [{"txid": c.txid, "vout": c.vout, "amount": str(c.amount),
+                           "account": None if c.account is None else "0x" + c.account.hex()}
+                          for c in coins.coins(chain, ("unspent", "reserved"))]}
+
     @router.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -73,6 +73,14 @@ class CoinStore:
         """Sats in unspent or reserved coins (reserved ones are still the vault's)."""
         return sum(c.amount for c in self.coins(chain, (UNSPENT, RESERVED)))
 
+    def pending_releases(self, chain: str) -> int:
+        """Sats burned on the ledger for `chain` and not yet paid out (burns not executed)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(T.c.amount).where(and_(
+                T.c.dest_chain == chain, T.c.kind == "burn",
+                T.c.status != "transfer.executed"))).all()
+        return sum(int(r.amount) for r in rows)
+
     # ------------------------------------------------------------------ plans
     def plans(self, chain: str, statuses: tuple[str, ...]) -> list[Any]:
         with self.engine.connect() as conn:

@@ -1,7 +1,8 @@
 """The per-asset supply check: every wrapped token on the ledger is backed by what its bridge
 holds on the origin chain.
 
-Owns: `supply_report`. Must not trust any single party's totals: the ledger's figures come from
+Owns: `supply_report` (bridge contracts) and `custody_report` (UTXO vaults: ledger supply ==
+the vault's confirmed holdings - pending releases). Must not trust any single party's totals: the ledger's figures come from
 the ledger, the custody figures are read from the bridge contract through the chain adapter.
 
 For each asset, with every transfer settled::
@@ -15,11 +16,11 @@ exactly those pending amounts; the asset is *backed* as long as supply + unrelea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.base import ChainAdapter
+from adapters.base import ChainAdapter, Coin
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +78,59 @@ def supply_report(assets: Sequence[Any], adapters: Mapping[str, ChainAdapter]) -
             balanced=a.supply == locked - released,
             backed=a.supply + (a.burned_total - released) <= locked - released,
         ))
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyLine:
+    """One UTXO-custody asset's books (Bitcoin), base units.
+
+    Attributes:
+        asset, symbol, supply: from the ledger.
+        holdings: the vault's coins that the origin chain's node shows unspent and confirmed
+            (each coin read from the node, not taken from the relayer's table).
+        pending_release: burned on the ledger, not yet paid out on chain.
+        coins: how many coins were counted; missing: listed coins the node does not show.
+        balanced: supply == holdings - pending_release.
+    """
+
+    asset: str
+    symbol: str
+    supply: int
+    holdings: int
+    pending_release: int
+    coins: int
+    missing: int
+    balanced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                for k, v in asdict(self).items()}
+
+
+def custody_report(assets: Sequence[Any], custody: Mapping[str, tuple[Sequence[Coin], int]],
+                   unspent_value: Mapping[str, Callable[[Coin], int | None]]) -> list[CustodyLine]:
+    """Compare each ledger asset of a UTXO chain with the vault's confirmed holdings.
+
+    Args:
+        assets: ledger assets (`LedgerClient.assets()`).
+        custody: per origin chain, (the coins the vault is said to hold, pending releases).
+        unspent_value: per origin chain, ``coin -> sats`` as the chain's node shows it unspent
+            and confirmed, or None (`BitcoinAdapter.coin_unspent`).
+
+    Raises:
+        RpcUnavailable: the node could not be read.
+    """
+    lines = []
+    for a in assets:
+        if a.origin_chain not in custody or a.origin_chain not in unspent_value:
+            continue
+        coins, pending = custody[a.origin_chain]
+        values = [unspent_value[a.origin_chain](c) for c in coins]
+        holdings = sum(v for v in values if v is not None)
+        lines.append(CustodyLine(
+            asset=a.asset, symbol=a.symbol, supply=a.supply, holdings=holdings,
+            pending_release=pending, coins=len(coins),
+            missing=sum(1 for v in values if v is None),
+            balanced=a.supply == holdings - pending))
     return lines

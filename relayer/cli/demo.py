@@ -1,10 +1,12 @@
 """`ferry demo`: the main job end to end on local devnets, narrated.
 
-Starts two anvil chains, deploys the bridges, starts the ledger, five validators (threshold 3)
+Starts two anvil chains and a btcd regtest node, deploys the bridges, starts the ledger, five validators (threshold 3)
 and the relayer as separate processes, then acts as a user's wallet: locks 1.5 ETH and 250 TEST
 on Ethereum and 2 BNB on BSC, waits for wETH, wTEST and wBNB on the ledger, burns 0.5 wETH to an
-Ethereum address, waits for the release, checks the received amount and every asset's supply,
-and stops everything it started.
+Ethereum address, waits for the release, checks the received amount and every asset's supply;
+then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
+Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); and
+stops everything it started.
 
 Owns: the narrative. Must not reach into any service's database: it sees what a user sees
 (chain RPC, ledger API, relayer API).
@@ -33,6 +35,7 @@ from adapters.evm.adapter import EvmAdapter
 from contracts import load_artifact
 from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
+from relayer.cli.demo_bitcoin import run_bitcoin_story
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
 from relayer.solvency import supply_report
@@ -82,7 +85,8 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
     net = Devnet(root)
     ok = False
     try:
-        out.step("starting devnets", ethereum="anvil chain id 31337", bsc="anvil chain id 31338")
+        out.step("starting devnets", ethereum="anvil chain id 31337", bsc="anvil chain id 31338",
+                 bitcoin="btcd v0.26.2 regtest")
         net.start_chains()
         info = net.deploy()
         out.step("deployed contracts", ethereum_bridge=info.bridges["ethereum"],
@@ -191,4 +195,5 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
                  result="OK: supply == locked - released" if line.balanced else "MISMATCH")
     if not all(line.balanced for line in lines) or len(lines) != 3:
         raise DemoFailed("supply check failed")
+    run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
     out.step("demo complete: every asset's ledger supply equals its bridge custody")

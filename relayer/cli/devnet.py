@@ -1,5 +1,6 @@
 """A complete local Ferry network in one directory: two anvil chains (Ethereum and BSC devnets),
-deployed bridges and a test token, encrypted keys, one `ferry.toml`, and the ledger, relayer and
+a btcd regtest node (blocks mined on demand) with a funded faucet, deployed bridges and a test
+token, encrypted keys, one `ferry.toml`, and the ledger, relayer and
 validator processes.
 
 Owns: building and tearing down that network for `ferry demo`, `ferry devnet up|down` and the
@@ -19,6 +20,9 @@ from pathlib import Path
 from eth_account import Account
 
 from adapters.base import NATIVE_TOKEN
+from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
+from adapters.bitcoin.keys import public_key
+from adapters.bitcoin.scripts import Vault
 from adapters.evm import devnet as evm
 from relayer.cli.procs import ServiceProcess
 from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
@@ -43,6 +47,7 @@ class DevnetInfo:
     metrics_url: str
     validators: list[dict[str, str]] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    bitcoin: dict[str, str] = field(default_factory=dict)  # rpc_url, chain, vault_address
 
 
 def write_evm_keystore(path: Path, passphrase: str) -> str:
@@ -77,6 +82,9 @@ class Devnet:
         # child processes through the environment and kept in a 0600 file for `devnet down/up`.
         self.passphrase = secrets.token_urlsafe(24)
         self.nodes: dict[str, evm.AnvilNode] = {}
+        self.btcd: BtcdNode | None = None
+        self.faucet: Faucet | None = None
+        self.btc_depth = confirmation_depth
         self.services: dict[str, ServiceProcess] = {}
         self.keys: list[ValidatorKeys] = []
         self.info: DevnetInfo | None = None
@@ -89,8 +97,15 @@ class Devnet:
             node.workdir.mkdir(parents=True, exist_ok=True)
             node.start()
             self.nodes[name] = node
+        secret = secrets.token_bytes(32)
+        self.btcd = BtcdNode(self.root / "btcd",
+                             mining_address=address_p2wpkh(public_key(secret), "regtest"))
+        self.btcd.start()
         for node in self.nodes.values():
             node.wait_ready(timeout_s=30)
+        self.btcd.wait_ready(timeout_s=30)
+        self.faucet = Faucet(self.btcd.rpc(), secret)
+        self.faucet.mature()  # coinbases need 100 blocks before the faucet can spend them
 
     def deploy(self) -> DevnetInfo:
         """Create keys, deploy bridges and the test token, fund the relayer, write the config."""
@@ -116,7 +131,8 @@ class Devnet:
             rpc[name] = node.rpc_url
         ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics")}
         config = self.root / "ferry.toml"
-        config.write_text(self._config_text(rpc, bridges, test_token, ports))
+        config.write_text(self._config_text(rpc, bridges, test_token, ports)
+                          + self._bitcoin_text())
         self.info = DevnetInfo(
             root=str(self.root), config=str(config), rpc=rpc,
             chain_ids={"ethereum": ETH_CHAIN_ID, "bsc": BSC_CHAIN_ID}, bridges=bridges,
@@ -124,7 +140,13 @@ class Devnet:
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
             validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
-                         "evm_address": k.evm_address} for i, k in enumerate(self.keys)])
+                         "evm_address": k.evm_address,
+                         "secp256k1_pubkey": k.secp256k1_public.hex()}
+                        for i, k in enumerate(self.keys)])
+        assert self.btcd is not None
+        vault = Vault(tuple(k.secp256k1_public for k in self.keys), self.threshold, "regtest")
+        self.info.bitcoin = {"rpc_url": self.btcd.rpc_url, "chain": self.btcd.chain,
+                             "vault_address": vault.address}
         self._save()
         return self.info
 
@@ -156,6 +178,25 @@ class Devnet:
             f'submitter_keystore = "{self.root}/keys/relayer.json"\n'
             f"{chains}{assets}\n[validator_set]\nepoch = 1\nthreshold = {self.threshold}\n"
             f"{members}")
+
+    def _bitcoin_text(self) -> str:
+        """The ``[[bitcoin]]`` table (btcd regtest; the vault is the validators' secp256k1 keys)
+        and the wBTC asset."""
+        assert self.btcd is not None
+        pubkeys = ", ".join(f'"{k.secp256k1_public.hex()}"' for k in self.keys)
+        return (
+            f'\n[[bitcoin]]\nname = "bitcoin"\nnetwork = "regtest"\n'
+            f'rpc_url = "{self.btcd.rpc_url}"\nrpc_user = "{self.btcd.rpc_user}"\n'
+            f'rpc_password = "{self.btcd.rpc_password}"\nvalidator_pubkeys = [{pubkeys}]\n'
+            f"threshold = {self.threshold}\nconfirmation_depth = {self.btc_depth}\n"
+            f"poll_interval_s = {self.poll_interval_s}\nfee_rate_sat_vb = 2\n"
+            f'\n[[assets]]\nsymbol = "wBTC"\norigin_chain = "{self.btcd.chain}"\n'
+            f'origin_token = "btc"\ndecimals = 8\n')
+
+    def mine_bitcoin(self, blocks: int) -> list[str]:
+        """Mine `blocks` regtest blocks now (btcd mines on demand only)."""
+        assert self.faucet is not None
+        return self.faucet.mine(blocks)
 
     # ------------------------------------------------------------------ services
     def service_env(self) -> dict[str, str]:
@@ -210,10 +251,14 @@ class Devnet:
             proc.stop()
         for node in self.nodes.values():
             node.stop()
+        if self.btcd is not None:
+            self.btcd.stop()
 
     def _save(self) -> None:
         assert self.info is not None
         self.info.pids = {n: p.pid for n, p in self.services.items() if p.alive()}
         self.info.pids.update({f"anvil-{n}": node.pid for n, node in self.nodes.items()
                                if node.pid is not None})
+        if self.btcd is not None and self.btcd.pid is not None:
+            self.info.pids["btcd"] = self.btcd.pid
         (self.root / "devnet.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")
