@@ -45,8 +45,12 @@ def test_demo_bridges_eth_erc20_and_bnb_in_and_back_out(tmp_path):
     assert steps["ledger balances"] | {"step": ""} == {
         "step": "", "wETH": "1.5", "wTEST": "250", "wBNB": "2"}
     assert steps["released on Ethereum"]["received_wei"] == str(UNIT // 2)
-    for symbol in ("wETH", "wTEST", "wBNB"):
+    for symbol in ("wETH", "wTEST", "wBNB", "wBTC"):
         assert steps[f"supply check {symbol}"]["result"].startswith("OK")
+    assert steps["minted wBTC on the ledger"]["wBTC"] == "0.75"
+    released = steps["released on Bitcoin (3-of-5 multisig, BIP-143 signatures)"]
+    assert released["received_sats"] + released["miner_fee_sats"] == 25_000_000
+    assert 0 < released["miner_fee_sats"] < 100_000
 
 
 def _lock(net: Devnet, w3: Web3, bridge_addr: str, amount: int, recipient: bytes) -> str:
