@@ -207,3 +207,52 @@ def test_relayer_killed_right_after_broadcast_pays_once_after_restart(
         CoinStore(stack.engine.store).plan_by_txid(row.dest_tx_hash)).fee
     plans = CoinStore(stack.engine.store).plans_of(row.id)
     assert [p.status for p in plans] == ["final"]
+
+
+def test_release_below_the_node_min_relay_fee_is_bumped_by_rbf_until_accepted(
+        tmp_path: Path) -> None:
+    """A node whose min relay fee (10 sat/vB) is above the configured rate (2 sat/vB): the
+    first release is refused, the relayer re-plans the same inputs at a higher fee, validators
+    sign the replacement (same inputs, so only one version can ever confirm), and it lands."""
+    import secrets
+
+    from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
+    from adapters.bitcoin.keys import public_key
+    from tests.integration.conftest import BtcdDevnet
+
+    secret = secrets.token_bytes(32)
+    node = BtcdNode(tmp_path / "btcd-fees", min_relay_fee_btc_kvb="0.0001",
+                    mining_address=address_p2wpkh(public_key(secret), "regtest"))
+    node.start()
+    try:
+        node.wait_ready(timeout_s=30)
+        rpc = node.rpc()
+        faucet = Faucet(rpc, secret)
+        faucet.mature()
+        (tmp_path / "stack").mkdir()
+        s = BtcStack(tmp_path / "stack", BtcdDevnet(node, rpc, faucet), fee_rate_sat_vb=2)
+        try:
+            user = SigningKey.generate()
+            address = s.deposit_address(bytes(user.verify_key))
+            faucet.pay(script_pubkey_from_address(address, "regtest"), 40_000_000,
+                       fee_rate_sat_vb=20)
+            s.settle()
+            assert s.balance(bytes(user.verify_key)) == 40_000_000
+            # The node's estimator lags behind its own mempool minimum (it learnt 20 sat/vB
+            # from the deposit; pretend it knows nothing): the relayer starts at 2 sat/vB.
+            s.engine.custody.chains[s.chain].rpc.estimate_fee_sat_vb = lambda blocks: None
+            burn_id = s.burn(user, 10_000_000, PAYEE)
+            s.settle(rounds=10)
+            row = s.transfer(burn_id)
+            assert row.status == "transfer.executed", row.reason
+            plans = CoinStore(s.engine.store).plans_of(row.id)
+            assert len(plans) > 1  # at least one bump
+            assert len({tuple(c.outpoint for c in plan_of(p).coins) for p in plans}) == 1
+            final = [plan_of(p) for p in plans if p.status == "final"]
+            assert len(final) == 1 and final[0].fee_rate >= 10
+            assert _received(s.btcd, row.dest_tx_hash, PAYEE) == 10_000_000 - final[0].fee
+            assert {p.status for p in plans} == {"final", "abandoned"}
+        finally:
+            s.close()
+    finally:
+        node.stop()
