@@ -9,7 +9,8 @@ no extra blocks are mined and the faucet never asks the node about its coins.
 Then times on the same node, same blocks, interleaved, several repetitions each:
 
   ferry     BitcoinAdapter.lock_events(lo, hi) over windows of max_block_range (50), as the
-            relayer calls it: getblockhash + getblock <hash> 0 + python-bitcoinlib decode
+            relayer calls it: one JSON-RPC batch of getblockhash and one of getblock <hash> 0
+            per window (`BtcRpc.raw_blocks`), then python-bitcoinlib decoding and matching
   getblock  btcd alone, through the same BtcRpc.read (as the adapter): getblockhash +
             getblock <hash> 0 per height, hex string returned as is (no decoding)
   request   (context) the same two calls through BtcRpc.request: no tenacity retry wrapper

@@ -158,11 +158,9 @@ class BitcoinAdapter:
         self.registry.refresh()
         events: list[LockEvent] = []
         prev_hash: str | None = None
-        for height in range(from_block, to_block + 1):
-            block_hash = self.rpc.block_hash(height)
-            if block_hash is None:
-                raise RpcUnavailable(f"block {height} vanished during the scan", chain=self.chain)
-            raw = self.rpc.raw_block(block_hash)
+        blocks = self.rpc.raw_blocks(from_block, to_block)  # two batched round trips
+        for height, (block_hash, raw) in zip(range(from_block, to_block + 1), blocks,
+                                             strict=True):
             found, parent = watcher.deposits_in_block(
                 raw, height=height, block_hash=block_hash, chain=self.chain,
                 vault=self.vault, registry=self.registry,

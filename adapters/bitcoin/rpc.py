@@ -28,8 +28,9 @@ import json
 import logging
 import math
 import ssl
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 from bitcoin.core import CTransaction, b2lx
@@ -45,6 +46,7 @@ from adapters.bitcoin.errors import FeeTooLow, TxRejected
 from adapters.errors import ChainError, ConfigError, RetryableChainError, RpcUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SATS_PER_BTC = 100_000_000
 
@@ -217,25 +219,102 @@ class BtcRpc:
             raise BtcRpcError(f"{method}: HTTP {status}, no result", chain=self.chain)
         return reply["result"]
 
+    def request_batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Send several JSON-RPC requests in one HTTP round trip (a JSON array), once.
+
+        Returns:
+            Per call, in order, its ``result`` or the `BridgeError` its error object translates
+            to (the caller decides which errors are answers, e.g. "out of range").
+
+        Raises:
+            RpcUnavailable: transport fault, HTTP 5xx/429, a body that is not a JSON array of
+                one reply per call, or replies whose ids do not match.
+            ConfigError: HTTP 401/403.
+        """
+        if not calls:
+            return []
+        ids = [next(self._ids) for _ in calls]
+        body = [{"jsonrpc": "1.0", "id": i, "method": m, "params": p}
+                for i, (m, p) in zip(ids, calls, strict=True)]
+        what = f"batch of {len(calls)} {calls[0][0]}"
+        try:
+            response = self._client.post(self.url, json=body)
+        except (httpx.RequestError, OSError) as exc:
+            raise RpcUnavailable(f"{what}: {type(exc).__name__}", chain=self.chain) from exc
+        if response.status_code in (401, 403):
+            raise ConfigError(f"{self.url} refused the RPC credentials "
+                              f"(HTTP {response.status_code})")
+        try:
+            replies = json.loads(response.content, parse_float=Decimal)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RpcUnavailable(f"{what}: body is not JSON", chain=self.chain) from exc
+        if not isinstance(replies, list) or len(replies) != len(calls):
+            raise RpcUnavailable(f"{what}: not one reply per request", chain=self.chain)
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        out: list[Any] = []
+        for i, (method, _) in zip(ids, calls, strict=True):
+            reply = by_id.get(i)
+            if reply is None:
+                raise RpcUnavailable(f"{what}: reply {i} missing", chain=self.chain)
+            if reply.get("error") is not None:
+                out.append(_translate(reply["error"], chain=self.chain, method=method))
+            elif "result" not in reply:
+                out.append(BtcRpcError(f"{method}: no result", chain=self.chain))
+            else:
+                out.append(reply["result"])
+        return out
+
+    def raw_blocks(self, first: int, last: int) -> list[tuple[str, bytes]]:
+        """Main-chain blocks ``first..last`` as (hash display hex, serialized block), in two
+        batched round trips (``getblockhash``, then ``getblock h 0``); retried like `read`.
+
+        Raises:
+            RpcUnavailable: a height is above the tip, or a block changed between the two
+                batches (the chain moved: ask again); transport faults as `request_batch`.
+        """
+        def fetch() -> list[tuple[str, bytes]]:
+            hashes = self.request_batch([("getblockhash", [h]) for h in range(first, last + 1)])
+            for h in hashes:
+                if isinstance(h, BaseException):
+                    raise RpcUnavailable(f"getblockhash {first}..{last}: {h}", chain=self.chain)
+            blocks = self.request_batch([("getblock", [h, 0]) for h in hashes])
+            for b in blocks:
+                if isinstance(b, BaseException):
+                    raise RpcUnavailable(f"getblock {first}..{last}: {b}", chain=self.chain)
+            return [(str(h), bytes.fromhex(b)) for h, b in zip(hashes, blocks, strict=True)]
+
+        return self._retrying(fetch, "getblock")
+
     def read(self, method: str, params: list[Any]) -> Any:
         """`request`, retried on `RetryableChainError` only, bounded by attempts and by time.
 
         Only for idempotent reads. The last error is re-raised unchanged.
         """
+        return self._retrying(lambda: self.request(method, params), method)
+
+    def _retrying(self, fn: Callable[[], T], label: str) -> T:
+        """Run `fn` once; only if it fails retryably, again under the bounded tenacity policy
+        (the common case pays for no retry machinery)."""
+        try:
+            return fn()
+        except RetryableChainError as first:
+            log.warning("rpc read retry chain=%s method=%s attempt=1 error=%s", self.chain,
+                        label, first)
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableChainError),
-            stop=stop_after_attempt(self._read_attempts) | stop_before_delay(self._read_deadline_s),
+            stop=stop_after_attempt(max(1, self._read_attempts - 1))
+            | stop_before_delay(self._read_deadline_s),
             wait=wait_exponential(multiplier=0.2, max=2.0),
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "rpc read retry chain=%s method=%s attempt=%d error=%s",
                 self.chain,
-                method,
-                state.attempt_number,
+                label,
+                state.attempt_number + 1,
                 state.outcome.exception() if state.outcome else None,
             ),
         )
-        return retrying(self.request, method, params)
+        return retrying(fn)
 
     def _read_or_none(self, method: str, params: list[Any], codes: tuple[int, ...]) -> Any:
         """`read`, but None when btcd answers with an error whose code is in `codes`."""
