@@ -97,6 +97,7 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
         flight) and the pending releases, for anyone to check against their own node."""
         coins = CoinStore(store)
         return {"chain": chain, "pending_release": str(coins.pending_releases(chain)),
+                "fee_reserve": str(coins.fee_reserve(chain)),
                 "coins": [{"txid": c.txid, "vout": c.vout, "amount": str(c.amount),
                            "account": None if c.account is None else "0x" + c.account.hex()}
                           for c in coins.coins(chain, ("unspent", "reserved"))]}

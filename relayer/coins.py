@@ -13,6 +13,7 @@ is marked spent, and the change coin added, in the transaction that marks the tr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
@@ -31,6 +32,7 @@ UNSPENT, RESERVED, SPENT = "unspent", "reserved", "spent"
 SIGNING, BROADCAST, REPLACED, FINAL, ABANDONED = (
     "signing", "broadcast", "replaced", "final", "abandoned")
 LIVE = (SIGNING, BROADCAST, REPLACED)  # plans that may still confirm or be signed
+TOPUP_REASON = "not credited: no_recipient_commitment"  # a payment to the bare vault address
 
 
 class CoinStore:
@@ -62,6 +64,39 @@ class CoinStore:
             if new:
                 conn.execute(insert(K), new)
         return len(new)
+
+    def sync_topup_coins(self, chain: str, depth_of: Callable[[Coin], int | None],
+                         depth: int) -> int:
+        """Add, as ``topup`` coins, payments to the bare vault address (reported, never
+        credited) that the chain shows unspent at `depth` confirmations: the operator's fee
+        reserve for consolidations. Read from the chain, so a reorged payment never counts."""
+        with self.engine.connect() as conn:
+            known = {(r.txid, r.vout) for r in conn.execute(
+                select(K.c.txid, K.c.vout).where(K.c.chain == chain))}
+            rows = conn.execute(select(T.c.src_tx_hash, T.c.log_index, T.c.amount).where(and_(
+                T.c.source_chain == chain, T.c.kind == "lock", T.c.status == "transfer.held",
+                T.c.reason == TOPUP_REASON))).all()
+        candidates = [Coin(r.src_tx_hash, r.log_index, int(r.amount)) for r in rows
+                      if (r.src_tx_hash, r.log_index) not in known]
+        ready = [c for c in candidates if (depth_of(c) or 0) >= depth]
+        if ready:
+            now = self.clock.now()
+            with self.store_tx() as conn:
+                conn.execute(insert(K), [
+                    {"chain": chain, "txid": c.txid, "vout": c.vout, "amount": c.amount,
+                     "account": None, "origin": "topup", "status": UNSPENT, "spent_by": None,
+                     "created_at": now, "updated_at": now} for c in ready])
+        return len(ready)
+
+    def fee_reserve(self, chain: str) -> int:
+        """Sats of the operator's top-ups not yet spent on consolidation fees. Holdings minus
+        this reserve back the wrapped supply."""
+        with self.engine.connect() as conn:
+            topups = sum(int(r.amount) for r in conn.execute(select(K.c.amount).where(and_(
+                K.c.chain == chain, K.c.origin == "topup"))))
+            plans = conn.execute(select(P.c.plan).where(and_(
+                P.c.chain == chain, P.c.kind == "consolidation", P.c.status == FINAL))).all()
+        return topups - sum(int(json.loads(p.plan)["fee"]) for p in plans)
 
     def coins(self, chain: str, statuses: tuple[str, ...] = (UNSPENT,)) -> list[Coin]:
         with self.engine.connect() as conn:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.base import ReleasePlan, TxStatus, UtxoCustody
 from adapters.errors import BridgeError, IllegalTransition, RetryableChainError, ValidationError
@@ -56,31 +56,42 @@ def _is_fee_too_low(exc: BaseException) -> bool:
     return getattr(exc, "code", "") == "fee_too_low"
 
 
+class CustodySettings(Protocol):
+    """Per-chain knobs (`adapters.bitcoin.config.BitcoinChainConfig` fits)."""
+
+    confirmation_depth: int
+    bump_after_blocks: int  # blocks a broadcast spend may wait before a fee bump
+    max_fee_rate_sat_vb: int  # the highest fee rate a bump may reach
+    consolidate_min_utxos: int  # consolidate when more coins than this are unspent
+    consolidate_max_inputs: int  # at most this many coins per consolidation
+
+
 class CustodyReleases:
-    """The release job of UTXO-custody chains.
+    """The release and consolidation jobs of UTXO-custody chains.
 
     Args:
         store: the relayer store.
         chains: per CAIP-2 id, the chain's `UtxoCustody` adapter.
-        bump_after_blocks: per chain, blocks a broadcast spend may wait before a fee bump.
-        max_fee_rate: per chain, the highest fee rate (sat/vB) a bump may reach.
+        settings: per CAIP-2 id, its `CustodySettings`.
     """
 
     def __init__(self, store: Store, chains: Mapping[str, UtxoCustody],
-                 bump_after_blocks: Mapping[str, int], max_fee_rate: Mapping[str, int],
+                 settings: Mapping[str, CustodySettings],
                  metrics: RelayerMetrics | None = None, batch_size: int = 100) -> None:
         self.store = store
         self.coins = CoinStore(store)
         self.chains = chains
-        self.bump_after_blocks = bump_after_blocks
-        self.max_fee_rate = max_fee_rate
+        self.settings = settings
         self.metrics = metrics or RelayerMetrics()
         self.batch_size = batch_size
 
     def run(self, chain: str, head_number: int) -> int:
         """One pass over `chain`; returns the number of transfers executed."""
         self.coins.sync_deposit_coins(chain)
+        a, cfg = self.chains[chain], self.settings[chain]
+        self.coins.sync_topup_coins(chain, a.coin_depth, cfg.confirmation_depth)
         self._plan_new(chain)
+        self._consolidate(chain)
         self._assemble(chain, head_number)
         return self._follow(chain, head_number)
 
@@ -109,6 +120,29 @@ class CustodyReleases:
             self.store.advance([], also=partial(_call, reserve_on, plan, r.id, now))
             log.info("release planned transfer_id=%s chain=%s tx=%s fee=%d inputs=%d", r.id,
                      chain, plan.txid, plan.fee, len(plan.coins))
+
+    def _consolidate(self, chain: str) -> None:
+        """Merge the smallest coins into one when the vault holds too many. The miner fee comes
+        from the operator's fee reserve (top-ups of the bare vault address); without enough
+        reserve nothing is spent and a warning says how much to top up."""
+        cfg, a = self.settings[chain], self.chains[chain]
+        if any(p.kind == "consolidation" for p in self.coins.plans(chain, LIVE)):
+            return
+        unspent = self.coins.coins(chain)
+        if len(unspent) <= cfg.consolidate_min_utxos:
+            return
+        chosen = sorted(unspent, key=lambda c: (c.amount, c.txid, c.vout))
+        plan = a.plan_consolidation(chosen[: cfg.consolidate_max_inputs], a.fee_rate())
+        reserve = self.coins.fee_reserve(chain)
+        if plan.fee > reserve:
+            log.warning("consolidation of %d coins chain=%s needs a fee of %d sats; fee reserve "
+                        "is %d: top up the vault address", len(plan.coins), chain, plan.fee,
+                        reserve)
+            return
+        now = self.store.clock.now()
+        self.store.advance([], also=partial(_call, reserve_on, plan, None, now))
+        log.info("consolidation planned chain=%s tx=%s inputs=%d fee=%d", chain, plan.txid,
+                 len(plan.coins), plan.fee)
 
     # ------------------------------------------------------------------ signatures -> bytes
     def signatures(self, plan: ReleasePlan) -> dict[str, list[bytes]]:
@@ -160,7 +194,7 @@ class CustodyReleases:
 
     def _bump(self, row: Any, plan: ReleasePlan) -> None:
         a = self.chains[plan.chain]
-        cap = self.max_fee_rate[plan.chain]
+        cap = self.settings[plan.chain].max_fee_rate_sat_vb
         rate = max(a.fee_rate(), -(-plan.fee_rate * BUMP_FACTOR_NUM // BUMP_FACTOR_DEN))
         if plan.fee_rate >= cap:
             log.error("fee bump at the cap transfer_id=%s tx=%s rate=%d", row.transfer_id,
@@ -198,7 +232,7 @@ class CustodyReleases:
                 self._broadcast(row, plan, bytes.fromhex(row.raw_tx))
             elif (status == TxStatus.PENDING and row.status == BROADCAST
                   and head_number - (row.broadcast_height or head_number)
-                  >= self.bump_after_blocks[chain]):
+                  >= self.settings[chain].bump_after_blocks):
                 self._bump(row, plan)
         return executed
 

@@ -90,8 +90,9 @@ class CustodyLine:
         holdings: the vault's coins that the origin chain's node shows unspent and confirmed
             (each coin read from the node, not taken from the relayer's table).
         pending_release: burned on the ledger, not yet paid out on chain.
+        fee_reserve: the operator's top-ups not yet spent on consolidation fees (not backing).
         coins: how many coins were counted; missing: listed coins the node does not show.
-        balanced: supply == holdings - pending_release.
+        balanced: supply == holdings - pending_release - fee_reserve.
     """
 
     asset: str
@@ -99,6 +100,7 @@ class CustodyLine:
     supply: int
     holdings: int
     pending_release: int
+    fee_reserve: int
     coins: int
     missing: int
     balanced: bool
@@ -108,13 +110,15 @@ class CustodyLine:
                 for k, v in asdict(self).items()}
 
 
-def custody_report(assets: Sequence[Any], custody: Mapping[str, tuple[Sequence[Coin], int]],
+def custody_report(assets: Sequence[Any],
+                   custody: Mapping[str, tuple[Sequence[Coin], int, int]],
                    unspent_value: Mapping[str, Callable[[Coin], int | None]]) -> list[CustodyLine]:
     """Compare each ledger asset of a UTXO chain with the vault's confirmed holdings.
 
     Args:
         assets: ledger assets (`LedgerClient.assets()`).
-        custody: per origin chain, (the coins the vault is said to hold, pending releases).
+        custody: per origin chain, (the coins the vault is said to hold, pending releases,
+            fee reserve).
         unspent_value: per origin chain, ``coin -> sats`` as the chain's node shows it unspent
             and confirmed, or None (`BitcoinAdapter.coin_unspent`).
 
@@ -125,12 +129,12 @@ def custody_report(assets: Sequence[Any], custody: Mapping[str, tuple[Sequence[C
     for a in assets:
         if a.origin_chain not in custody or a.origin_chain not in unspent_value:
             continue
-        coins, pending = custody[a.origin_chain]
+        coins, pending, reserve = custody[a.origin_chain]
         values = [unspent_value[a.origin_chain](c) for c in coins]
         holdings = sum(v for v in values if v is not None)
         lines.append(CustodyLine(
             asset=a.asset, symbol=a.symbol, supply=a.supply, holdings=holdings,
-            pending_release=pending, coins=len(coins),
+            pending_release=pending, fee_reserve=reserve, coins=len(coins),
             missing=sum(1 for v in values if v is None),
-            balanced=a.supply == holdings - pending))
+            balanced=a.supply == holdings - pending - reserve))
     return lines

@@ -181,6 +181,11 @@ class BitcoinAdapter:
         return finality.tx_status(confirmations=confirmations, in_mempool=in_mempool,
                                   confirmation_depth=self.confirmation_depth)
 
+    def coin_depth(self, coin: Coin) -> int | None:
+        """Confirmations of `coin` if the node shows it unspent in the best chain, else None."""
+        out = self.rpc.tx_out(coin.txid, coin.vout, include_mempool=False)
+        return None if out is None else int(out["confirmations"])
+
     def coin_unspent(self, coin: Coin) -> int | None:
         """The coin's value in sats if the node shows it unspent in the best chain, else None."""
         out = self.rpc.tx_out(coin.txid, coin.vout, include_mempool=False)

@@ -88,7 +88,8 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
     adapter = BitcoinAdapter(btc)
     book = relayer.get("/v1/custody/coins", params={"chain": btc.caip2}).json()
     coins = [Coin(c["txid"], int(c["vout"]), int(c["amount"])) for c in book["coins"]]
-    lines = custody_report(ledger.assets(), {btc.caip2: (coins, int(book["pending_release"]))},
+    lines = custody_report(ledger.assets(), {btc.caip2: (
+        coins, int(book["pending_release"]), int(book["fee_reserve"]))},
                            {btc.caip2: adapter.coin_unspent})
     for line in lines:
         out.step(f"supply check {line.symbol}", ledger_supply=fmt(line.supply, 8),

@@ -107,8 +107,7 @@ def build_relayer(
             assets={x.origin_token: x.asset for x in cfg.assets if x.origin_chain == caip2})
         for caip2, a in adapters.items()}
     custody = CustodyReleases(
-        store, btc, bump_after_blocks={b.caip2: b.bump_after_blocks for b in cfg.bitcoin},
-        max_fee_rate={b.caip2: b.max_fee_rate_sat_vb for b in cfg.bitcoin}) if btc else None
+        store, btc, settings={b.caip2: b for b in cfg.bitcoin}) if btc else None
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
                     batch_size=cfg.relayer.batch_size, custody=custody)
     if custody is not None:

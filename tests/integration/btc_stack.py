@@ -41,7 +41,7 @@ class BtcStack:
 
     def __init__(self, tmp: Path, btcd: Any, *, n: int = 5, threshold: int = 3, depth: int = 3,
                  signers: int | None = None, fee_rate_sat_vb: int = 2,
-                 max_fee_rate_sat_vb: int = 200) -> None:
+                 max_fee_rate_sat_vb: int = 200, **bitcoin: Any) -> None:
         self.tmp, self.btcd, self.depth = tmp, btcd, depth
         self.keys = [ValidatorKeys.generate() for _ in range(n)]
         height = btcd.rpc.block_count()
@@ -54,7 +54,7 @@ class BtcStack:
                 "threshold": threshold, "confirmation_depth": depth,
                 "start_block": height + 1, "min_deposit_sats": 10_000,
                 "fee_rate_sat_vb": fee_rate_sat_vb, "max_fee_rate_sat_vb": max_fee_rate_sat_vb,
-                "bump_after_blocks": 2, "poll_interval_s": 0.2}],
+                "bump_after_blocks": 2, "poll_interval_s": 0.2, **bitcoin}],
             assets=[_asset(REGTEST)],
             ledger={"database_url": f"sqlite:///{tmp}/ledger.sqlite"},
             relayer={"database_url": f"sqlite:///{tmp}/relayer.sqlite"},

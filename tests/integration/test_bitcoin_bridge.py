@@ -256,3 +256,34 @@ def test_release_below_the_node_min_relay_fee_is_bumped_by_rbf_until_accepted(
             s.close()
     finally:
         node.stop()
+
+
+def test_many_small_coins_are_consolidated_with_the_fee_paid_from_the_operator_reserve(
+        tmp_path: Path, btcd: Any) -> None:
+    from relayer.solvency import custody_report
+
+    s = BtcStack(tmp_path, btcd, consolidate_min_utxos=3, consolidate_max_inputs=10)
+    try:
+        users = [SigningKey.generate() for _ in range(4)]
+        for u in users:
+            s.pay(s.deposit_address(bytes(u.verify_key)), 2_000_000)
+        s.settle()
+        assert all(s.balance(bytes(u.verify_key)) == 2_000_000 for u in users)
+        coins = CoinStore(s.engine.store)
+        assert len(coins.coins(s.chain)) == 4
+        assert not coins.plans(s.chain, ("signing",))  # no reserve yet: nothing is spent
+        s.pay(s.btc.vault.address, 1_000_000)  # the operator tops up the fee reserve
+        s.settle(rounds=6)
+        [merged] = coins.coins(s.chain)
+        [plan_row] = coins.plans(s.chain, ("final",))
+        plan = plan_of(plan_row)
+        assert plan.kind == "consolidation" and len(plan.coins) == 5
+        assert merged.amount == 9_000_000 - plan.fee and merged.account is None
+        assert coins.fee_reserve(s.chain) == 1_000_000 - plan.fee
+        adapter = s.engine.custody.chains[s.chain]
+        [line] = custody_report(s.ledger.assets(), {s.chain: (
+            coins.coins(s.chain, ("unspent", "reserved")), coins.pending_releases(s.chain),
+            coins.fee_reserve(s.chain))}, {s.chain: adapter.coin_unspent})
+        assert line.balanced and line.supply == 8_000_000 and line.missing == 0
+    finally:
+        s.close()
