@@ -63,7 +63,7 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
-        pass
+        return 0.0  # the process is gone: nothing to report
     return 0.0
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import socket
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from adapters.bitcoin.config import GENESIS
 from adapters.bitcoin.errors import InsufficientFunds
 from adapters.bitcoin.keys import public_key, sign_digest
 from adapters.bitcoin.rpc import BtcRpc
+from adapters.devnode import NodeProcess, free_port
 from adapters.errors import ChainError, ConfigError, RpcUnavailable, WrongChain
 
 REGTEST_CHAIN = f"bip122:{GENESIS['regtest'][:32]}"
@@ -79,13 +78,6 @@ def btcd_binary() -> Path:
             f"btcd not found at {path}; run `make install` (builds it with go) or set FERRY_BTCD"
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def address_p2wpkh(pubkey: bytes, network: str) -> str:
@@ -137,7 +129,7 @@ class BtcdNode:
         self.rpc_port = 0
         self.p2p_port = 0
         self.log_path = self.workdir / "btcd.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = NodeProcess(self.log_path)
 
     @property
     def chain(self) -> str:
@@ -147,7 +139,7 @@ class BtcdNode:
     @property
     def pid(self) -> int | None:
         """OS process id while running, else None."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return self._proc.pid
 
     @property
     def rpc_url(self) -> str:
@@ -161,7 +153,7 @@ class BtcdNode:
 
     def start(self) -> Self:
         """Spawn btcd; returns immediately (call `wait_ready`). Raises ConfigError, ChainError."""
-        if self._proc is not None:
+        if self._proc.started:
             raise ChainError("btcd already started", chain=self.chain)
         binary = self.binary or btcd_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -178,11 +170,7 @@ class BtcdNode:
         ]
         if self.min_relay_fee_btc_kvb is not None:
             cmd.append(f"--minrelaytxfee={self.min_relay_fee_btc_kvb:f}")
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, start_new_session=True,
-            )
+        self._proc.spawn(cmd, self.workdir)
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -196,8 +184,8 @@ class BtcdNode:
         deadline = time.monotonic() + timeout_s
         with self.rpc(timeout_s=1.0, read_attempts=1) as rpc:
             while True:
-                if self._proc is None or self._proc.poll() is not None:
-                    code = None if self._proc is None else self._proc.returncode
+                code = self._proc.exit_code()
+                if code is not None:
                     raise ChainError(f"btcd exited (code {code}); log:\n{self.log_tail()}",
                                      chain=self.chain)
                 try:
@@ -217,21 +205,11 @@ class BtcdNode:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the process (SIGTERM: btcd flushes its database; kill after `timeout_s`).
         Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
+        self._proc.stop(timeout_s)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last `lines` lines of btcd's output (``<workdir>/btcd.log``)."""
-        if not self.log_path.exists():
-            return "<empty log>"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:]) or "<empty log>"
+        return self._proc.log_tail(lines)
 
     def __enter__(self) -> Self:
         self.start()

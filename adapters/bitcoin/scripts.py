@@ -6,7 +6,7 @@ BIP-350), and the lock-event nonce of a deposit outpoint.
 Must not: select python-bitcoinlib's global chain parameters (`bitcoin.SelectParams`), sign
 anything, or talk to a node. The network is always an explicit argument.
 
-Script templates (docs: /work/notes/DESIGN-btc.md)::
+Script templates (Ferry vault v1; P2WSH per BIP-141, keys sorted per BIP-67)::
 
     vault    witness script: OP_m <pk1> .. <pkn> OP_n OP_CHECKMULTISIG
     deposit  witness script: <32-byte account> OP_DROP OP_m <pk1> .. <pkn> OP_n OP_CHECKMULTISIG

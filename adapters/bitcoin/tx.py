@@ -6,7 +6,7 @@ BIP-143 sighashes, signing through `adapters.bitcoin.keys`, and assembling the s
 Must not: talk to a node, read the clock, hold keys, or use python-bitcoinlib's global chain
 parameters or its OpenSSL keys (`CKey`).
 
-Transaction layout (/work/notes/DESIGN-btc.md): version 2, locktime 0, every input nSequence
+Transaction layout (Ferry release v1): version 2, locktime 0, every input nSequence
 0xfffffffd (BIP-125 opt-in RBF), empty scriptSigs (native P2WSH inputs). Outputs: [0] payee,
 burn amount - fee; [1] change to the vault scriptPubKey, omitted when 0. The vault loses exactly
 the burned amount: sum(inputs) - change == burn amount. Witness per input (BIP-141):

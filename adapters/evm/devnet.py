@@ -12,8 +12,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -26,6 +24,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 from web3.types import RPCEndpoint, TxReceipt
 
+from adapters.devnode import NodeProcess, free_port
 from adapters.errors import ChainError, ConfigError, RpcUnavailable, SubmissionReverted, WrongChain
 from contracts import load_artifact
 
@@ -51,13 +50,6 @@ def anvil_binary() -> Path:
     return path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class AnvilNode:
     """One anvil process on ``127.0.0.1:<free port>``, with its own datadir and log file.
 
@@ -80,7 +72,7 @@ class AnvilNode:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="ferry-anvil-"))
         self.log_path = self.workdir / "anvil.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = NodeProcess(self.log_path)
         self._final_tail: str | None = None
 
     @property
@@ -91,7 +83,7 @@ class AnvilNode:
     @property
     def pid(self) -> int | None:
         """OS process id while running, else None."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return self._proc.pid
 
     @property
     def rpc_url(self) -> str:
@@ -100,18 +92,14 @@ class AnvilNode:
 
     def start(self) -> Self:
         """Spawn anvil; returns immediately (call `wait_ready`). Raises ConfigError, ChainError."""
-        if self._proc is not None:
+        if self._proc.started:
             raise ChainError("anvil already started", chain=self.chain)
         self.port = free_port()
         cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port),
                "--chain-id", str(self.chain_id), "--cache-path", str(self.workdir / "cache")]
         if self.block_time_s is not None:
             cmd += ["--block-time", str(self.block_time_s)]
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, start_new_session=True,
-            )
+        self._proc.spawn(cmd, self.workdir)
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -123,8 +111,8 @@ class AnvilNode:
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._proc is None or self._proc.poll() is not None:
-                code = None if self._proc is None else self._proc.returncode
+            code = self._proc.exit_code()
+            if code is not None:
                 raise ChainError(f"anvil exited (code {code}); log:\n{self.log_tail()}",
                                  chain=self.chain)
             try:
@@ -142,25 +130,16 @@ class AnvilNode:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the process (kill after `timeout_s`); idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
+        self._proc.stop(timeout_s)
         if self._own_workdir and self.workdir.exists():
             self._final_tail = self.log_tail(lines=500)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last `lines` lines of anvil's log (kept after `stop` removes a temp datadir)."""
-        if self.log_path.exists():
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        else:
-            text = self._final_tail or ""
-        return "\n".join(text.splitlines()[-lines:]) or "<empty log>"
+        if self.log_path.exists() or self._final_tail is None:
+            return self._proc.log_tail(lines)
+        return "\n".join(self._final_tail.splitlines()[-lines:]) or "<empty log>"
 
     def __enter__(self) -> Self:
         self.start()
