@@ -298,6 +298,8 @@ class BtcRpc:
         try:
             return fn()
         except RetryableChainError as first:
+            if self._read_attempts <= 1:
+                raise
             log.warning("rpc read retry chain=%s method=%s attempt=1 error=%s", self.chain,
                         label, first)
         retrying = Retrying(
