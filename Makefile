@@ -10,10 +10,15 @@ NODE_STAMP := contracts/node_modules/.ferry-installed
 BTCD_VERSION := v0.26.2
 TOOLS_BIN    := .ferry/tools/bin
 BTCD_STAMP   := .ferry/tools/btcd-$(BTCD_VERSION).stamp
+# simd (the Cosmos SDK v0.50.3 simapp node of tests and demo), built from the pinned wrapper
+# module adapters/cosmos/simd; editing its go.mod or go.sum rebuilds it on the next `make install`.
+SIMD_MODULE := adapters/cosmos/simd
+SIMD_BIN    := $(TOOLS_BIN)/simd
+SIMD_STAMP  := .ferry/tools/simd.stamp
 
 .PHONY: install demo test bench lint clean
 
-install: $(PY_STAMP) $(NODE_STAMP) $(BTCD_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(BTCD_STAMP) $(SIMD_STAMP)
 
 $(PY):
 	@echo ">> creating Python virtualenv in $(VENV)"
@@ -37,6 +42,15 @@ $(BTCD_STAMP):
 	GOBIN=$(abspath $(TOOLS_BIN)) go install -v github.com/btcsuite/btcd@$(BTCD_VERSION)
 	@rm -f .ferry/tools/btcd-*.stamp
 	@touch $@
+
+$(SIMD_STAMP): $(SIMD_MODULE)/go.mod $(SIMD_MODULE)/go.sum
+	@command -v go >/dev/null 2>&1 || { echo "error: 'go' not found on PATH; install Go (https://go.dev/dl/; the simd wrapper module needs go >= 1.23) to build simd" >&2; exit 1; }
+	@echo ">> building simd (Cosmos SDK v0.50.3 simapp) with go build (first run only, a few minutes)"
+	@mkdir -p $(TOOLS_BIN)
+	cd $(SIMD_MODULE) && GOFLAGS=-mod=mod go build -o $(abspath $(SIMD_BIN)) cosmossdk.io/simapp/simd
+	@touch $@
+
+$(SIMD_BIN): $(SIMD_STAMP)
 
 demo: install
 	$(VENV)/bin/ferry demo

@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapters.bitcoin.config import BitcoinChainConfig
+from adapters.cosmos.config import CosmosChainConfig
 from adapters.errors import ConfigError
 from adapters.evm.config import EvmChainConfig
 from ledger.config import AssetConfig, LedgerSection
@@ -92,6 +93,7 @@ class FerryConfig(BaseSettings):
     validator: ValidatorSection | None = None
     chains: list[EvmChainConfig] = Field(default_factory=list)
     bitcoin: list[BitcoinChainConfig] = Field(default_factory=list)
+    cosmos: list[CosmosChainConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
     validator_set: ValidatorSetConfig | None = None
 
@@ -113,7 +115,10 @@ class FerryConfig(BaseSettings):
             raise ValueError("chain names and chain ids must be unique")
         if len({b.caip2 for b in self.bitcoin}) != len(self.bitcoin):
             raise ValueError("each Bitcoin network may be configured once")
-        known = {c.caip2 for c in self.chains} | {b.caip2 for b in self.bitcoin}
+        if len({c.caip2 for c in self.cosmos}) != len(self.cosmos):
+            raise ValueError("each Cosmos chain may be configured once")
+        known = ({c.caip2 for c in self.chains} | {b.caip2 for b in self.bitcoin}
+                 | {c.caip2 for c in self.cosmos})
         for a in self.assets:
             if a.origin_chain not in known:
                 raise ValueError(f"asset {a.symbol}: origin_chain {a.origin_chain} is not in chains")
@@ -137,9 +142,11 @@ class FerryConfig(BaseSettings):
         raise ConfigError(f"no Bitcoin network {caip2} in config")
 
     def bridges(self) -> dict[str, str]:
-        """Origin chain -> its bridge: the EVM bridge contract, or the Bitcoin vault address."""
+        """Origin chain -> its bridge: the EVM bridge contract, the Bitcoin vault address or the
+        Cosmos escrow address."""
         out = {c.caip2: c.bridge_address for c in self.chains}
         out.update({b.caip2: b.bridge_address for b in self.bitcoin})
+        out.update({c.caip2: c.bridge_address for c in self.cosmos})
         return out
 
     def genesis_set(self) -> ValidatorSet:

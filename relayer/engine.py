@@ -28,7 +28,13 @@ from adapters.base import (
     ReleaseOrder,
     SystemClock,
 )
-from adapters.errors import BridgeError, NonceTooLow, ReorgDetected, RetryableChainError
+from adapters.errors import (
+    BridgeError,
+    NonceTooLow,
+    ReorgDetected,
+    RetryableChainError,
+    Unsupported,
+)
 from adapters.reorg import fork_point
 from relayer.custody import CustodyReleases
 from relayer.inbox import TtlCache
@@ -338,7 +344,14 @@ class Engine:
                                     kind=TransferKind.BURN, chain=chain, limit=1):
             return 0
         set_nonce, members, threshold = self.bridge_sets[chain].get()
-        self._attest_releases(chain, a, set_nonce, members, threshold)
+        try:
+            self._attest_releases(chain, a, set_nonce, members, threshold)
+        except Unsupported as exc:  # a chain whose adapter cannot release (yet): say so, hold
+            waiting = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain,
+                                           limit=self.batch_size)
+            self.store.advance(Change(r.id, S.HELD, f"no release path to {chain}: {exc}")
+                               for r in waiting)
+            return 0
         executed = 0
         for r in self.store.transfers(S.ATTESTED, kind=TransferKind.BURN, chain=chain,
                                       limit=self.batch_size):

@@ -75,6 +75,7 @@ from validators.state import CursorState, load_state, save_state
 
 if TYPE_CHECKING:
     from adapters.bitcoin.config import BitcoinChainConfig
+    from adapters.cosmos.config import CosmosChainConfig
     from adapters.evm.config import EvmChainConfig
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class ValidatorDaemon:
         keys: ValidatorKeys,
         *,
         bitcoin: Iterable[BitcoinChainConfig] = (),
+        cosmos: Iterable[CosmosChainConfig] = (),
         adapters: Mapping[str, ValidatorAdapter] | None = None,
         ledger: LedgerReader | None = None,
         relayer: httpx.Client | None = None,
@@ -184,7 +186,8 @@ class ValidatorDaemon:
         self.network = network
         self.chains = list(chains)
         self.bitcoin = list(bitcoin)
-        self._lock_chains: list[Any] = [*self.chains, *self.bitcoin]
+        self.cosmos = list(cosmos)
+        self._lock_chains: list[Any] = [*self.chains, *self.bitcoin, *self.cosmos]
         if len({c.caip2 for c in self._lock_chains}) != len(self._lock_chains):
             raise ConfigError("a chain is configured twice")
         self.keys = keys
@@ -194,6 +197,7 @@ class ValidatorDaemon:
         )
         if adapters is None:
             self._adapters.update(self._bitcoin_adapters())
+            self._adapters.update(self._cosmos_adapters())
         missing = {c.caip2 for c in self._lock_chains} - set(self._adapters)
         if missing:
             raise ConfigError(f"no adapter for chains {sorted(missing)}")
@@ -246,6 +250,12 @@ class ValidatorDaemon:
             out[c.caip2] = cast(ValidatorAdapter, BitcoinAdapter(
                 c, read_attempts=1, registry_source=source))
         return out
+
+    def _cosmos_adapters(self) -> dict[str, ValidatorAdapter]:
+        from adapters.cosmos.adapter import CosmosAdapter
+
+        return {c.caip2: cast(ValidatorAdapter, CosmosAdapter(c, read_attempts=1))
+                for c in self.cosmos}
 
     def _default_ledger(self) -> LedgerReader:
         from ledger.client import LedgerClient

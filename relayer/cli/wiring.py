@@ -97,8 +97,10 @@ def build_relayer(
     adapters: dict[str, Any] = dict(chain_adapters(cfg, submitter_key or load_submitter_key(cfg)))
     btc = bitcoin_adapters(cfg, ledger)
     adapters.update(btc)
+    adapters.update(cosmos_adapters(cfg))
     chain_cfgs: dict[str, Any] = {c.caip2: c for c in cfg.chains}
     chain_cfgs.update({b.caip2: b for b in cfg.bitcoin})
+    chain_cfgs.update({c.caip2: c for c in cfg.cosmos})
     plans = {
         caip2: ChainPlan(
             adapter=a, start_block=chain_cfgs[caip2].start_block,
@@ -115,6 +117,18 @@ def build_relayer(
     inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,
                              engine.bridge_sets, engine.metrics)
     return engine, inbox
+
+
+def cosmos_adapters(cfg: FerryConfig) -> dict[str, Any]:
+    """One adapter per configured Cosmos chain; each checks its node's chain id (WrongChain)."""
+    from adapters.cosmos.adapter import CosmosAdapter
+
+    out = {}
+    for c in cfg.cosmos:
+        adapter = CosmosAdapter(c)
+        adapter.verify_chain()
+        out[c.caip2] = adapter
+    return out
 
 
 def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
@@ -156,7 +170,8 @@ def run_validator_process(cfg: FerryConfig) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
-    with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin) as daemon:
+    with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin,
+                         cosmos=cfg.cosmos) as daemon:
         daemon.run_forever(stop)
 
 

@@ -17,6 +17,7 @@ from web3 import Web3
 from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
 from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.rpc import BtcRpc
+from adapters.cosmos.devnet import BOND_DENOM, DEFAULT_EXTRA_DENOMS, CosmosWallet, SimdNode
 from adapters.evm.devnet import AnvilNode, connect
 
 # ============================================================================ EVM devnets (anvil)
@@ -75,6 +76,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         btcd = _running_btcds.get(name)
         if btcd is not None:
             report.sections.append((f"btcd {btcd.chain} log tail", btcd.log_tail()))
+        simd = _running_simds.get(name)
+        if simd is not None:
+            report.sections.append((f"simd {simd.chain} log tail", simd.log_tail()))
 
 
 # ============================================================================ end EVM devnets
@@ -128,3 +132,62 @@ def btcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BtcdDevnet]:
 
 
 # ============================================================================ end Bitcoin devnet
+
+
+# ============================================================================ Cosmos devnet (simd)
+# One simd (Cosmos SDK v0.50.3 simapp) validator per session, chain id "ferry-sim-1". A faucet
+# and SIMD_GENESIS_WALLETS spare wallets are funded at genesis with stake, uatom and the
+# look-alike uatomm; `new_wallet` hands out the spares, then wallets the faucet funds.
+# Blocks come every ~250 ms on their own: tests poll for inclusion with a bound.
+
+SIMD_READY_TIMEOUT_S = 60.0
+SIMD_GENESIS_WALLETS = 6
+SIMD_FAUCET_STAKE = 10**15  # stake base units
+SIMD_WALLET_STAKE = 10**12  # stake base units per genesis wallet (and each extra denom)
+SIMD_TOPUP = 10**9  # base units of each denom the faucet gives a wallet made after genesis
+_running_simds: dict[str, SimdNode] = {}
+
+
+class SimdDevnet:
+    """The session's simd node, its faucet and a supply of funded wallets."""
+
+    def __init__(self, node: SimdNode, faucet: CosmosWallet,
+                 spares: list[CosmosWallet]) -> None:
+        self.node = node
+        self.faucet = faucet
+        self.chain_id = node.chain_id
+        self._spares = spares
+
+    def new_wallet(self) -> CosmosWallet:
+        """A fresh funded wallet: a spare funded at genesis (10^12 of stake, uatom, uatomm),
+        else a new random key the faucet pays 10^9 of each (one MsgMultiSend)."""
+        if self._spares:
+            return self._spares.pop(0)
+        wallet = CosmosWallet(self.node)
+        denoms = [BOND_DENOM, *DEFAULT_EXTRA_DENOMS]
+        self.faucet.send_multi([(wallet.address, SIMD_TOPUP, d) for d in denoms])
+        return wallet
+
+
+@pytest.fixture(scope="session")
+def simd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimdDevnet]:
+    """simd ("cosmos:ferry-sim-1") with a faucet and funded wallets (`SimdDevnet.new_wallet`).
+
+    A missing binary fails (ConfigError: run `make install`); it is never skipped.
+    """
+    keys = [secrets.token_bytes(32) for _ in range(1 + SIMD_GENESIS_WALLETS)]
+    accounts = {CosmosWallet.address_of(k): SIMD_WALLET_STAKE for k in keys[1:]}
+    accounts[CosmosWallet.address_of(keys[0])] = SIMD_FAUCET_STAKE
+    node = SimdNode(tmp_path_factory.mktemp("simd"), accounts=accounts)
+    try:
+        node.start()
+        node.wait_ready(timeout_s=SIMD_READY_TIMEOUT_S)  # error message carries the log tail
+        _running_simds["simd"] = node
+        yield SimdDevnet(node, CosmosWallet(node, keys[0]),
+                         [CosmosWallet(node, k) for k in keys[1:]])
+    finally:
+        _running_simds.pop("simd", None)
+        node.stop()
+
+
+# ============================================================================ end Cosmos devnet
