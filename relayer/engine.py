@@ -37,6 +37,7 @@ from adapters.errors import (
 )
 from adapters.reorg import fork_point
 from relayer.custody import CustodyReleases
+from relayer.escrow import EscrowReleases
 from relayer.inbox import TtlCache
 from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
 from relayer.metrics import RelayerMetrics
@@ -94,6 +95,7 @@ class Engine:
         clock: Clock | None = None,
         batch_size: int = 500,
         custody: CustodyReleases | None = None,
+        escrow: EscrowReleases | None = None,
     ) -> None:
         self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
         self.mint_request = mint_request
@@ -106,6 +108,7 @@ class Engine:
         }
         self._idle_head: dict[str, BlockRef] = {}  # per chain: head at the last idle run
         self.custody = custody  # releases of UTXO-custody chains (Bitcoin)
+        self.escrow = escrow  # releases of escrow-multisig chains (Cosmos SDK)
 
     # ------------------------------------------------------------------ one chain
     def run_chain(self, chain: str) -> None:
@@ -126,6 +129,9 @@ class Engine:
         if self.custody is not None and chain in self.custody.chains:
             head = head or self.chains[chain].adapter.head()
             return self.custody.run(chain, head.number)
+        if self.escrow is not None and chain in self.escrow.chains:
+            head = head or self.chains[chain].adapter.head()
+            return self.escrow.run(chain, head.number)
         return self.release(chain)
 
     # ------------------------------------------------------------------ lock side

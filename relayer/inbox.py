@@ -184,9 +184,9 @@ class AttestationInbox:
 
     def _utxo_release(self, item: dict[str, Any]) -> dict[str, Any]:
         """Per-input signatures of a proposed custody spend, checked against the stored plan."""
-        adapter = self.adapters.get(item["chain"])
-        if not isinstance(adapter, UtxoCustody):
-            raise ValidationError(f"chain {item['chain']!r} has no UTXO custody here")
+        adapter: Any = self.adapters.get(item["chain"])
+        if not isinstance(adapter, UtxoCustody) and not hasattr(adapter, "assemble_release"):
+            raise ValidationError(f"chain {item['chain']!r} has no multisig custody here")
         row = CoinStore(self.store).plan_by_txid(str(item["txid"]))
         if row is None or row.status != SIGNING:
             raise ValidationError(f"no plan {item['txid']} is collecting signatures")

@@ -2,7 +2,8 @@
 check each against this validator's own ledger and chain view, sign, ship.
 
 Owns: when proposals are fetched and which are re-signed. The decision itself is
-`validators.utxo_signer.UtxoReleaseSigner`; delivery is the daemon's. Must not trust the
+`validators.utxo_signer.UtxoReleaseSigner` (Bitcoin) or `validators.escrow_signer.EscrowReleaseSigner`
+(Cosmos SDK); delivery is the daemon's. Must not trust the
 relayer: a proposal is only a suggestion, the burn is read from this validator's ledger by id.
 
 Persistence: before a signature leaves, the inputs it commits a burn to are saved (state file,
@@ -12,35 +13,35 @@ Persistence: before a signature leaves, the inputs it commits a burn to are save
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import httpx
 
 from adapters.base import ReleasePlan
 from adapters.errors import BridgeError
 from validators.attestation import parse_hex
-from validators.keystore import ValidatorKeys
-from validators.signer import BurnLike, SigningRefused
-from validators.utxo_signer import CustodyChain, UtxoReleaseSigner
+from validators.signer import BurnLike, RefusalReason, SigningRefused
 
 logger = logging.getLogger(__name__)
 
 
+class PlanSigner(Protocol):
+    """`UtxoReleaseSigner` (Bitcoin) or `EscrowReleaseSigner` (Cosmos SDK)."""
+
+    def sign(self, plan: ReleasePlan, burn: BurnLike | None) -> dict[str, Any]: ...
+
+
 class CustodySigning:
     """Args:
-        network: Ferry network name.
-        keys: this validator's keys.
-        adapters: per CAIP-2 id, this validator's own UTXO-chain adapter.
-        committed: the persisted burn -> inputs map (`CursorState.custody_inputs`).
+        signers: per CAIP-2 id of a multisig-custody chain, the signer deciding its plans (its
+            commitments live in the state file the `save` callable writes).
         save: persists the state file.
     """
 
-    def __init__(self, network: str, keys: ValidatorKeys, adapters: Mapping[str, Any],
-                 committed: MutableMapping[str, list[str]], save: Callable[[], None]) -> None:
-        self._signer = UtxoReleaseSigner(
-            network, keys, {c: a for c, a in adapters.items()}, committed)
-        self._chains: dict[str, CustodyChain] = dict(adapters)
+    def __init__(self, signers: Mapping[str, PlanSigner], save: Callable[[], None]) -> None:
+        self._signers = dict(signers)
+        self._chains = list(signers)
         self._save = save
         self._delivered: set[str] = set()  # plan txids signed and accepted this process
 
@@ -86,7 +87,10 @@ class CustodySigning:
             if plan.kind == "release":
                 burn_id = item.get("burn_id")
                 burn = burn_of(parse_hex(str(burn_id), 32)) if burn_id else None
-            payload = self._signer.sign(plan, burn)
+            signer = self._signers.get(plan.chain)
+            if signer is None:
+                raise SigningRefused(RefusalReason.FOREIGN_CHAIN, f"{plan.chain} not watched")
+            payload = signer.sign(plan, burn)
         except SigningRefused as exc:
             logger.warning("refused custody spend chain=%s tx=%s reason=%s: %s", plan.chain,
                            plan.txid, exc.reason, exc)

@@ -62,6 +62,7 @@ from validators.attestation import ValidatorSet
 from validators.config import ValidatorSection
 from validators.custody import CustodySigning
 from validators.delivery import RELAYER_TIMEOUT_S, deliver
+from validators.escrow_signer import EscrowReleaseSigner
 from validators.keystore import ValidatorKeys
 from validators.signer import (
     BurnLike,
@@ -72,6 +73,7 @@ from validators.signer import (
     SigningRefused,
 )
 from validators.state import CursorState, load_state, save_state
+from validators.utxo_signer import UtxoReleaseSigner
 
 if TYPE_CHECKING:
     from adapters.bitcoin.config import BitcoinChainConfig
@@ -220,9 +222,15 @@ class ValidatorDaemon:
         for chain in self._lock_chains:
             floor = chain.start_block - 1
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
+        utxo = UtxoReleaseSigner(network, keys, {b.caip2: cast(Any, self._adapters[b.caip2])
+                                                 for b in self.bitcoin},
+                                 self.state.custody_inputs)
+        escrow = EscrowReleaseSigner(network, keys, {c.caip2: cast(Any, self._adapters[c.caip2])
+                                                     for c in self.cosmos},
+                                     self.state.escrow_sequences)
         self._custody = CustodySigning(
-            network, keys, {b.caip2: self._adapters[b.caip2] for b in self.bitcoin},
-            self.state.custody_inputs, self._save)
+            {**{b.caip2: utxo for b in self.bitcoin}, **{c.caip2: escrow for c in self.cosmos}},
+            self._save)
         self._member_epoch: int | None = None
         self._unreachable: set[str] = set()  # chains whose RPC failed during the current pass
         self._clock = clock
@@ -332,7 +340,7 @@ class ValidatorDaemon:
             result.ok &= self._scan_locks(chain, epoch, result)
         if read_ledger:
             result.ok &= self._scan_burns(result)
-            if self.bitcoin:
+            if self.bitcoin or self.cosmos:
                 ok, sent = self._custody.run(self._relayer, self._ledger.burn, self._deliver)
                 result.ok &= ok
                 result.releases_sent += sent

@@ -187,6 +187,19 @@ class ValidatorKeys:
             raise InvalidSignature("digest must be 32 bytes")
         return CoincurvePrivateKey(self._secp256k1).sign(digest, hasher=None)
 
+    def sign_compact(self, digest: bytes) -> bytes:
+        """secp256k1 ECDSA over a 32-byte digest as 64 bytes r || s with low S (RFC 6979): a
+        Cosmos SDK signature (the member signature of a legacy amino multisig).
+
+        SECURITY: the caller must have checked what `digest` commits to.
+
+        Raises:
+            InvalidSignature: `digest` is not 32 bytes.
+        """
+        if len(digest) != 32:
+            raise InvalidSignature("digest must be 32 bytes")
+        return bytes(CoincurvePrivateKey(self._secp256k1).sign_recoverable(digest, hasher=None)[:64])
+
     def _plaintext(self) -> bytes:
         return bytes(self._ed25519) + self._secp256k1
 

@@ -33,6 +33,8 @@ class CursorState:
         epoch: ledger validator-set epoch seen last (None before the first pass).
         custody_inputs: burn id (0x hex) -> outpoints ("txid:vout") of the first custody spend
             this validator signed for it (`validators.utxo_signer`); never shrinks.
+        escrow_sequences: burn id (0x hex) -> escrow account sequences this validator signed its
+            release at (`validators.escrow_signer`); never shrinks.
     """
 
     blocks: dict[str, int] = field(default_factory=dict)
@@ -40,6 +42,7 @@ class CursorState:
     burn_seq: int = 0
     epoch: int | None = None
     custody_inputs: dict[str, list[str]] = field(default_factory=dict)
+    escrow_sequences: dict[str, list[int]] = field(default_factory=dict)
 
 
 def load_state(path: Path, *, network: str, validator: str) -> CursorState:
@@ -82,6 +85,8 @@ def load_state(path: Path, *, network: str, validator: str) -> CursorState:
             epoch=None if doc.get("epoch") is None else int(doc["epoch"]),
             custody_inputs={str(k): [str(o) for o in v]
                             for k, v in doc.get("custody_inputs", {}).items()},
+            escrow_sequences={str(k): [int(q) for q in v]
+                              for k, v in doc.get("escrow_sequences", {}).items()},
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"corrupt validator state {path}") from exc
@@ -106,6 +111,7 @@ def save_state(path: Path, state: CursorState, *, network: str, validator: str) 
         "epoch": state.epoch,
         "burn_seq": state.burn_seq,
         "custody_inputs": state.custody_inputs,
+        "escrow_sequences": state.escrow_sequences,
         "chains": {
             chain: {"block": block, "set_nonce": state.set_nonces.get(chain)}
             for chain, block in sorted(state.blocks.items())

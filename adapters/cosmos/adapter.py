@@ -8,11 +8,21 @@ Must not import another chain's adapter, the ledger or the relayer.
 
 from __future__ import annotations
 
-from adapters.base import BlockRef, LockEvent, PreparedTx, TxStatus
-from adapters.cosmos import finality, watcher
+import hashlib
+import json
+from collections.abc import Mapping
+
+from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
+
+from adapters.base import BlockRef, LockEvent, PreparedTx, ReleasePlan, TxStatus
+from adapters.cosmos import finality, release, watcher
 from adapters.cosmos.config import CosmosChainConfig
+from adapters.cosmos.errors import BroadcastRefused, SequenceMismatch
 from adapters.cosmos.rpc import CometRpc
-from adapters.errors import RpcUnavailable, Unsupported, WrongChain
+from adapters.errors import RpcUnavailable, Unsupported, ValidationError, WrongChain
+
+_CODE_TX_IN_CACHE = 19  # sdkerrors.ErrTxInMempoolCache: the same bytes were already accepted
+_CODE_WRONG_SEQUENCE = 32  # sdkerrors.ErrWrongSequence
 
 
 class CosmosAdapter:
@@ -89,10 +99,125 @@ class CosmosAdapter:
         raise Unsupported("Cosmos releases are multisig proposals")
 
     def broadcast(self, prepared: PreparedTx) -> str:
+        """Send signed bytes once (CheckTx). Already in the mempool or cache counts as sent.
+
+        Raises:
+            SequenceMismatch: the escrow's sequence moved on (re-plan at the new one).
+            BroadcastRefused: any other refusal. RpcUnavailable: node down.
+        """
         code, txhash, log = self.rpc.broadcast_tx_sync(prepared.raw)
-        if code != 0:
-            raise Unsupported(f"broadcast refused code={code}: {log}")
-        return txhash
+        if code in (0, _CODE_TX_IN_CACHE):
+            return txhash
+        if code == _CODE_WRONG_SEQUENCE:
+            raise SequenceMismatch(log, chain=self.chain)
+        raise BroadcastRefused(f"code={code}: {log}", chain=self.chain)
+
+    # ------------------------------------------------------------------ escrow releases
+    @property
+    def threshold(self) -> int:
+        return self.config.threshold
+
+    def members(self) -> tuple[str, ...]:
+        return tuple(sorted(self.config.validator_pubkeys))
+
+    def escrow_account(self) -> tuple[int, int] | None:
+        """(account number, sequence) of the escrow on chain; None before its first deposit."""
+        return self.rpc.account(self.escrow)
+
+    def plan_release(self, dest_address: str, token: str, amount: int,
+                     burn_id: str) -> ReleasePlan:
+        """The unsigned release of `amount` `token` to `dest_address` for `burn_id`, at the
+        escrow's current account sequence. The plan's id (``txid``) is sha256 of its sign bytes.
+
+        Raises:
+            InvalidAddress: `dest_address` is not an address of this chain.
+            ValidationError: the escrow does not exist yet (nothing was ever deposited).
+        """
+        account = self.escrow_account()
+        if account is None:
+            raise ValidationError(f"escrow {self.escrow} has no account on chain yet")
+        unsigned = release.build_release(
+            self.config.chain_id, self._pubkeys, self.config.threshold, account[0], account[1],
+            dest_address, token, amount, self._fee, _memo(burn_id),
+            prefix=self.config.bech32_prefix)
+        return self._plan(unsigned, amount)
+
+    def check_release(self, plan: ReleasePlan, *, dest_address: str, amount: int, token: str,
+                      burn_id: str) -> None:
+        """SECURITY (validators): the plan's sign bytes pay exactly the burn (`dest_address`,
+        `amount` of `token`) with this escrow, a fee within the config's and memo naming it.
+
+        Raises:
+            CosmosReleaseMismatch: anything else.
+        """
+        if plan.chain != self.chain or _digest_hex(plan.unsigned) != plan.txid:
+            raise release.CosmosReleaseMismatch("the plan's id or chain is not its sign doc's")
+        release.check_release(
+            plan.unsigned, chain_id=self.config.chain_id, escrow=self.escrow,
+            to_address=dest_address, denom=token, amount=amount,
+            max_fee=release.Coin(self.config.fee_denom, self.config.fee_amount),
+            burn_id_memo=_memo(burn_id), prefix=self.config.bech32_prefix)
+
+    def memo_at_sequence(self, sequence: int) -> str | None:
+        """The memo of the escrow's transaction that consumed `sequence` (CometBFT event
+        ``tx.acc_seq``), or None if no such transaction is on chain."""
+        found = self.rpc.tx_search(f"tx.acc_seq='{self.escrow}/{sequence}'", per_page=1)
+        return Tx.FromString(found[0]).body.memo if found else None
+
+    def plan_sequence(self, plan: ReleasePlan) -> int:
+        """The account sequence a plan's sign doc commits to."""
+        return int(json.loads(plan.unsigned)["sequence"])
+
+    def release_sighashes(self, plan: ReleasePlan) -> list[bytes]:
+        """The one 32-byte digest members sign: sha256(amino JSON sign bytes)."""
+        return [hashlib.sha256(plan.unsigned).digest()]
+
+    def verify_release_signatures(self, plan: ReleasePlan, signer: str,
+                                  signatures: list[bytes]) -> bool:
+        try:
+            pubkey = bytes.fromhex(signer.removeprefix("0x"))
+        except ValueError:
+            return False
+        return (signer.removeprefix("0x") in self.members() and len(signatures) == 1
+                and release.verify(plan.unsigned, pubkey, signatures[0]))
+
+    def assemble_release(self, plan: ReleasePlan,
+                         signatures: Mapping[str, list[bytes]]) -> PreparedTx:
+        """The signed TxRaw from at least m members' signatures (`QuorumNotMet` else)."""
+        unsigned = self._unsigned(plan)
+        raw = release.assemble(unsigned, self._pubkeys, self.config.threshold,
+                               {bytes.fromhex(k.removeprefix("0x")): v[0]
+                                for k, v in signatures.items() if v})
+        return PreparedTx(tx_hash=release.txhash(raw).lower(), raw=raw, sender_nonce=unsigned.sequence)
+
+    @property
+    def _pubkeys(self) -> list[bytes]:
+        return [bytes.fromhex(k) for k in self.config.validator_pubkeys]
+
+    @property
+    def _fee(self) -> release.Fee:
+        coins = [release.Coin(self.config.fee_denom, self.config.fee_amount)] \
+            if self.config.fee_amount else []
+        return release.Fee(coins, self.config.gas_limit)
+
+    def _unsigned(self, plan: ReleasePlan) -> release.UnsignedRelease:
+        doc = json.loads(plan.unsigned)
+        [msg] = doc["msgs"]
+        [coin] = msg["value"]["amount"]
+        unsigned = release.build_release(
+            doc["chain_id"], self._pubkeys, self.config.threshold, int(doc["account_number"]),
+            int(doc["sequence"]), msg["value"]["to_address"], coin["denom"], int(coin["amount"]),
+            self._fee, doc["memo"], prefix=self.config.bech32_prefix)
+        if unsigned.sign_bytes != plan.unsigned:
+            raise release.CosmosReleaseMismatch("the plan's sign doc is not one this escrow makes")
+        return unsigned
+
+    def _plan(self, unsigned: release.UnsignedRelease, amount: int) -> ReleasePlan:
+        return ReleasePlan(
+            kind="release", chain=self.chain, txid=unsigned.digest().hex(),
+            unsigned=unsigned.sign_bytes, coins=(), dest_address=unsigned.to_address,
+            amount=amount, payee_amount=amount, fee=self.config.fee_amount, fee_rate=0,
+            change=0, version=unsigned.sequence)
 
     def submit_release(self, order: object) -> str:
         raise Unsupported("Cosmos releases are multisig proposals")
@@ -113,3 +238,11 @@ class CosmosAdapter:
     def escrow_balance(self, denom: str) -> int:
         """The escrow's bank balance of `denom` (base units), read from the chain."""
         return self.rpc.balance(self.escrow, denom)
+
+
+def _memo(burn_id: str) -> str:
+    return f"ferry release {burn_id}"
+
+
+def _digest_hex(sign_bytes: bytes) -> str:
+    return hashlib.sha256(sign_bytes).hexdigest()

@@ -220,6 +220,13 @@ class CometRpc:
         return {"height": int(result["height"]), "code": int(result["tx_result"].get("code", 0)),
                 "log": str(result["tx_result"].get("log", ""))}
 
+    def tx_search(self, query: str, per_page: int = 10) -> list[bytes]:
+        """Raw transactions matching a CometBFT event query (first page), e.g.
+        ``tx.acc_seq='<address>/<sequence>'``."""
+        result = self._read(lambda: self.request(
+            "tx_search", {"query": query, "page": "1", "per_page": str(per_page)}), "tx_search")
+        return [base64.b64decode(t["tx"]) for t in result.get("txs") or []]
+
     def account(self, address: str) -> tuple[int, int] | None:
         """(account number, sequence) of `address`, or None if the chain has no such account."""
         body = self._read(lambda: self._rest(f"/cosmos/auth/v1beta1/accounts/{address}"),

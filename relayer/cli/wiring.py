@@ -89,6 +89,7 @@ def build_relayer(
     from ledger.types import MintRequest
     from relayer.custody import CustodyReleases
     from relayer.engine import ChainPlan, Engine
+    from relayer.escrow import EscrowReleases
     from relayer.inbox import AttestationInbox
     from relayer.store import Store
 
@@ -97,7 +98,8 @@ def build_relayer(
     adapters: dict[str, Any] = dict(chain_adapters(cfg, submitter_key or load_submitter_key(cfg)))
     btc = bitcoin_adapters(cfg, ledger)
     adapters.update(btc)
-    adapters.update(cosmos_adapters(cfg))
+    cosmos = cosmos_adapters(cfg)
+    adapters.update(cosmos)
     chain_cfgs: dict[str, Any] = {c.caip2: c for c in cfg.chains}
     chain_cfgs.update({b.caip2: b for b in cfg.bitcoin})
     chain_cfgs.update({c.caip2: c for c in cfg.cosmos})
@@ -111,7 +113,8 @@ def build_relayer(
     custody = CustodyReleases(
         store, btc, settings={b.caip2: b for b in cfg.bitcoin}) if btc else None
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
-                    batch_size=cfg.relayer.batch_size, custody=custody)
+                    batch_size=cfg.relayer.batch_size, custody=custody,
+                    escrow=EscrowReleases(store, cosmos) if cosmos else None)
     if custody is not None:
         custody.metrics = engine.metrics
     inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,

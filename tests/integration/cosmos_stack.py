@@ -111,3 +111,15 @@ def _status_height(node: Any) -> int:
 
     body = httpx.get(f"{node.rpc_url}/status", timeout=5).json()
     return int(body["result"]["sync_info"]["latest_block_height"])
+
+
+def burn_to(stack: CosmosStack, user: Any, denom: str, amount: int, to_address: str) -> str:
+    """The user signs a burn of `amount` wrapped `denom` to `to_address`; returns the burn id."""
+    from ledger.transactions import sign_burn
+
+    account = bytes(user.verify_key)
+    nonce = stack.ledger.account(account).nonce
+    signed = sign_burn(user, NETWORK, nonce, asset_key(stack.chain, denom), amount, stack.chain,
+                       to_address)
+    stack.ledger.submit_transaction(signed)
+    return "0x" + signed.burn_id.hex()

@@ -78,3 +78,50 @@ def test_multisend_and_authz_exec_deposits_are_credited_once_each(stack: CosmosS
     assert sorted(int(r.amount) for r in rows) == [3_000_000, 4_000_000]
     assert {r.status for r in rows} == {"transfer.executed"}
     assert {r.sender for r in rows} == {granter.address}
+
+
+def test_burn_releases_exactly_the_burned_amount_from_the_escrow_multisig(
+        stack: CosmosStack, simd: Any) -> None:
+    from tests.integration.cosmos_stack import burn_to
+
+    user = SigningKey.generate()
+    wallet, payee = simd.new_wallet(), simd.new_wallet()
+    wallet.send(stack.escrow, 100_000_000, "stake", memo=_memo(user))
+    stack.settle()
+    assert stack.balance(bytes(user.verify_key)) == 100_000_000
+    before = payee.balance("stake")
+    escrow_before = stack.engine.escrow.chains[stack.chain].escrow_balance("stake")
+    burn_id = burn_to(stack, user, "stake", 40_000_000, payee.address)
+    stack.settle(rounds=4)
+    row = stack.engine.store.get(burn_id)
+    assert row.status == "transfer.executed", row.reason
+    assert payee.balance("stake") - before == 40_000_000
+    escrow_after = stack.engine.escrow.chains[stack.chain].escrow_balance("stake")
+    assert escrow_before - escrow_after == 40_000_000 + stack.cosmos.fee_amount
+    assert stack.balance(bytes(user.verify_key)) == 60_000_000
+    stack.settle()  # nothing is paid twice
+    assert payee.balance("stake") - before == 40_000_000
+
+
+def test_fewer_than_threshold_signers_cannot_release(stack: CosmosStack, simd: Any) -> None:
+    from adapters.errors import QuorumNotMet
+    from relayer.coins import CoinStore, plan_of
+    from tests.integration.cosmos_stack import burn_to
+
+    user = SigningKey.generate()
+    simd.new_wallet().send(stack.escrow, 10_000_000, "stake", memo=_memo(user))
+    stack.settle()
+    stack.daemons = stack.daemons[:1]  # 1 of the 2 needed
+    payee = simd.new_wallet()
+    before = payee.balance("stake")
+    burn_id = burn_to(stack, user, "stake", 5_000_000, payee.address)
+    stack.settle(rounds=3)
+    row = stack.engine.store.get(burn_id)
+    assert row.status == "transfer.confirmed"
+    [plan_row] = CoinStore(stack.engine.store).plans(stack.chain, ("signing",))
+    plan = plan_of(plan_row)
+    sigs = stack.engine.escrow._signatures(plan)
+    assert len(sigs) == 1
+    with pytest.raises(QuorumNotMet):
+        stack.engine.escrow.chains[stack.chain].assemble_release(plan, sigs)
+    assert payee.balance("stake") == before

@@ -1,0 +1,202 @@
+"""Releases from an account-based escrow multisig (Cosmos SDK): plan one release at the escrow's
+current account sequence, collect member signatures, assemble, persist, broadcast, follow.
+
+Owns: the escrow release job. Must not import a chain library: the chain is an `EscrowCustody`.
+
+One release is in flight per escrow at a time, because each signature commits to the escrow's
+next account sequence: two plans at the same sequence could never both land, and a plan at a
+sequence that another transaction consumed is dead. Lifecycle (transfer statuses in brackets)::
+
+    [confirmed] plan stored at sequence s -> validators check and sign (inbox verifies)
+    [attested]  >= m signers -> signed bytes stored -> [submitted] broadcast
+    included with code 0 at depth -> [executed]; code != 0 -> [held]
+    sequence moved past s and our tx is not on chain -> plan abandoned, re-planned ([confirmed])
+
+SECURITY against paying a burn twice across sequences lives with the validators
+(`validators.escrow_signer`): they sign a burn at a new sequence only after their own node shows
+the earlier one consumed by a transaction that is not this burn's release.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, Protocol
+
+from adapters.base import PreparedTx, ReleasePlan, TxStatus
+from adapters.errors import BridgeError, ChainError, RetryableChainError, ValidationError
+from relayer.coins import (
+    ABANDONED,
+    BROADCAST,
+    LIVE,
+    SIGNING,
+    CoinStore,
+    _insert_plan,
+    plan_of,
+    signed_on,
+)
+from relayer.custody import _call
+from relayer.machine import TransferKind, TransferStatus
+from relayer.metrics import RelayerMetrics
+from relayer.models import CustodyPlan
+from relayer.store import Change, Store
+
+log = logging.getLogger(__name__)
+S = TransferStatus
+P = CustodyPlan.__table__  # type: ignore[attr-defined]
+
+
+class EscrowCustody(Protocol):
+    """What the job asks of an escrow chain (`adapters.cosmos.adapter.CosmosAdapter` fits)."""
+
+    chain: str
+    confirmation_depth: int
+
+    @property
+    def threshold(self) -> int: ...
+
+    def escrow_account(self) -> tuple[int, int] | None: ...
+
+    def plan_release(self, dest_address: str, token: str, amount: int,
+                     burn_id: str) -> ReleasePlan: ...
+
+    def plan_sequence(self, plan: ReleasePlan) -> int: ...
+
+    def assemble_release(self, plan: ReleasePlan,
+                         signatures: Mapping[str, list[bytes]]) -> PreparedTx: ...
+
+    def broadcast(self, prepared: PreparedTx) -> str: ...
+
+    def tx_status(self, tx_hash: str) -> TxStatus: ...
+
+
+class EscrowReleases:
+    """The release job of escrow chains.
+
+    Args:
+        store: the relayer store.
+        chains: per CAIP-2 id, the chain's `EscrowCustody` adapter.
+    """
+
+    def __init__(self, store: Store, chains: Mapping[str, EscrowCustody],
+                 metrics: RelayerMetrics | None = None) -> None:
+        self.store = store
+        self.coins = CoinStore(store)
+        self.chains = chains
+        self.metrics = metrics or RelayerMetrics()
+
+    def run(self, chain: str, head_number: int) -> int:
+        """One pass over `chain`; returns the number of transfers executed."""
+        executed = self._follow(chain)
+        self._assemble(chain, head_number)
+        self._plan_next(chain)
+        return executed
+
+    # ------------------------------------------------------------------ plan
+    def _plan_next(self, chain: str) -> None:
+        if self.coins.plans(chain, LIVE):
+            return  # one release in flight per escrow
+        a = self.chains[chain]
+        waiting = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain, limit=1)
+        if not waiting:
+            return
+        r = waiting[0]
+        try:
+            plan = a.plan_release(r.recipient, r.token, int(r.amount), r.event_key)
+        except ValidationError as exc:
+            self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
+            return
+        now = self.store.clock.now()
+        self.store.advance([], also=partial(_call, _insert_plan, plan, r.id, now))
+        log.info("escrow release planned transfer_id=%s chain=%s sequence=%d plan=%s", r.id,
+                 chain, plan.version, plan.txid)
+
+    # ------------------------------------------------------------------ signatures -> bytes
+    def _signatures(self, plan: ReleasePlan) -> dict[str, list[bytes]]:
+        atts = self.store.attestations_for("utxo_release", [plan.txid], 0)
+        return {v: [bytes.fromhex(s) for s in sig.split(",")]
+                for v, sig, mh in atts.get(plan.txid, []) if mh == plan.txid}
+
+    def _assemble(self, chain: str, head_number: int) -> None:
+        a = self.chains[chain]
+        for row in self.coins.plans(chain, (SIGNING,)):
+            plan = plan_of(row)
+            sigs = self._signatures(plan)
+            if len(sigs) < a.threshold:
+                continue
+            prepared = a.assemble_release(plan, sigs)
+            transfer: Any = self.store.get_by_id(row.transfer_id)
+            if transfer.status == S.CONFIRMED.value:
+                self.store.advance([Change(transfer.id, S.ATTESTED,
+                                           f"{len(sigs)} of {a.threshold} signers")])
+            now = self.store.clock.now()
+            self.store.advance(
+                [Change(transfer.id, S.SUBMITTED, "release signed; broadcasting", {
+                    "dest_tx_hash": prepared.tx_hash, "dest_raw_tx": prepared.raw.hex()})],
+                also=partial(_call, signed_on, row.id, prepared.raw, head_number, now))
+            self._broadcast(row.id, transfer.id, a, prepared)
+
+    def _broadcast(self, plan_id: int, transfer_id: int, a: EscrowCustody,
+                   prepared: PreparedTx) -> None:
+        try:
+            a.broadcast(prepared)
+            log.info("escrow release broadcast transfer_id=%s chain=%s tx=%s", transfer_id,
+                     a.chain, prepared.tx_hash)
+        except RetryableChainError as exc:
+            log.warning("broadcast failed transfer_id=%s tx=%s: %s", transfer_id,
+                        prepared.tx_hash, exc)
+        except ChainError as exc:  # SequenceMismatch or a refusal: settled by `_follow`
+            log.warning("broadcast refused transfer_id=%s tx=%s: %s", transfer_id,
+                        prepared.tx_hash, exc)
+
+    # ------------------------------------------------------------------ follow
+    def _follow(self, chain: str) -> int:
+        a = self.chains[chain]
+        executed = 0
+        for row in self.coins.plans(chain, (SIGNING, BROADCAST)):
+            plan = plan_of(row)
+            transfer: Any = self.store.get_by_id(row.transfer_id)
+            status = a.tx_status(transfer.dest_tx_hash) if row.status == BROADCAST \
+                else TxStatus.UNKNOWN
+            if status == TxStatus.FINAL:
+                now = self.store.clock.now()
+                self.store.advance([Change(transfer.id, S.EXECUTED,
+                                           f"released in {transfer.dest_tx_hash}")],
+                                   also=partial(_call, _set_status, row.id, "final", now))
+                self.metrics.executed.labels(chain).inc()
+                executed += 1
+            elif status == TxStatus.FAILED:
+                now = self.store.clock.now()
+                self.store.advance([Change(transfer.id, S.HELD,
+                                           f"release {transfer.dest_tx_hash} failed on chain")],
+                                   also=partial(_call, _set_status, row.id, ABANDONED, now))
+            elif status == TxStatus.UNKNOWN:
+                self._unknown(a, row, plan, transfer)
+        return executed
+
+    def _unknown(self, a: EscrowCustody, row: Any, plan: ReleasePlan, transfer: Any) -> None:
+        """Not on chain: if the escrow's sequence moved past the plan's, the plan is dead
+        (re-plan); a broadcast plan still at its sequence is sent again (same bytes)."""
+        account = a.escrow_account()
+        moved = account is not None and account[1] > a.plan_sequence(plan)
+        if moved:
+            now = self.store.clock.now()
+            back = [] if transfer.status == S.CONFIRMED.value else [Change(
+                transfer.id, S.CONFIRMED, f"sequence {a.plan_sequence(plan)} was consumed "
+                "elsewhere; re-planning")]
+            if transfer.status == S.ATTESTED.value:
+                back = [Change(transfer.id, S.CONFIRMED, "sequence consumed; re-planning")]
+            self.store.advance(back, also=partial(_call, _set_status, row.id, ABANDONED, now))
+            log.warning("escrow sequence moved transfer_id=%s plan=%s: re-planning",
+                        transfer.id, plan.txid)
+        elif row.status == BROADCAST and transfer.dest_raw_tx:
+            try:
+                a.broadcast(PreparedTx(transfer.dest_tx_hash, bytes.fromhex(transfer.dest_raw_tx),
+                                       0))
+            except BridgeError as exc:
+                log.warning("rebroadcast failed transfer_id=%s: %s", transfer.id, exc)
+
+
+def _set_status(conn: Any, plan_id: int, status: str, now: float) -> None:
+    conn.execute(P.update().where(P.c.id == plan_id).values(status=status, updated_at=now))

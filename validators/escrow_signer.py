@@ -1,0 +1,111 @@
+"""What a validator agrees to sign for an escrow-multisig chain (Cosmos SDK): the decision.
+
+Owns: `EscrowReleaseSigner`, which checks a relayer's proposed release (amino JSON sign doc in
+an `adapters.base.ReleasePlan`) against a burn this validator read from its own ledger
+connection and against the escrow account as its own node shows it, then signs.
+Must not post or persist anything: the daemon ships the payload and persists `committed`.
+
+SECURITY, every check a reason to refuse (`SigningRefused`):
+- the burn record verifies (`check_burn_record`) and leaves for this plan's chain;
+- the sign doc pays exactly that burn (one MsgSend from the escrow to the burn's address of
+  exactly the burned amount of the burned denom, fee within the config, memo naming the burn:
+  `CosmosAdapter.check_release`);
+- the plan's account sequence is the escrow's current one on this validator's node (a sequence
+  already consumed can never land; a future one is refused too);
+- no double pay across sequences: each burn's signed sequences are remembered; a burn is signed
+  at a new sequence only if every earlier one is consumed on chain by a transaction that is not
+  this burn's release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Protocol
+
+from adapters.base import ReleasePlan
+from adapters.errors import ValidationError
+from validators.keystore import ValidatorKeys
+from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
+
+
+class EscrowChain(Protocol):
+    """What the signer uses of an escrow adapter (`adapters.cosmos.adapter.CosmosAdapter`)."""
+
+    chain: str
+
+    def check_release(self, plan: ReleasePlan, *, dest_address: str, amount: int, token: str,
+                      burn_id: str) -> None: ...
+
+    def plan_sequence(self, plan: ReleasePlan) -> int: ...
+
+    def escrow_account(self) -> tuple[int, int] | None: ...
+
+    def memo_at_sequence(self, sequence: int) -> str | None: ...
+
+    def release_sighashes(self, plan: ReleasePlan) -> list[bytes]: ...
+
+    def members(self) -> tuple[str, ...]: ...
+
+
+class EscrowReleaseSigner:
+    """Args:
+        network: Ferry network name.
+        keys: this validator's keys (its secp256k1 key is an escrow member).
+        chains: per CAIP-2 id, this validator's own escrow-chain adapter.
+        committed: burn id (``0x`` hex) -> account sequences this validator signed it at;
+            updated in place (the caller persists it before shipping the signature).
+    """
+
+    def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, EscrowChain],
+                 committed: MutableMapping[str, list[int]]) -> None:
+        self.network, self._keys, self._chains, self.committed = network, keys, chains, committed
+
+    def sign(self, plan: ReleasePlan, burn: BurnLike | None) -> dict[str, Any]:
+        """Check `plan` against `burn` and the chain, then sign its sign doc.
+
+        Returns:
+            ``{"kind": "utxo_release", "chain", "txid", "burn_id", "validator": "<33-byte
+            pubkey hex>", "signatures": ["<64-byte r||s hex>"]}``.
+
+        Raises:
+            SigningRefused: see the module docstring.
+        """
+        chain = self._chains.get(plan.chain)
+        if chain is None:
+            raise SigningRefused(RefusalReason.FOREIGN_CHAIN, f"chain {plan.chain} is not watched")
+        me = self._keys.secp256k1_public.hex()
+        if me not in chain.members():
+            raise SigningRefused(RefusalReason.FOREIGN_CONTRACT,
+                                 f"this validator's key is not an escrow member of {plan.chain}")
+        if plan.kind != "release" or burn is None:
+            raise SigningRefused(RefusalReason.NOT_A_BURN, "no such burn on the ledger")
+        check_burn_record(burn, self.network)
+        if burn.origin_chain != plan.chain:
+            raise SigningRefused(RefusalReason.WRONG_DEST_CHAIN,
+                                 f"burn leaves for {burn.origin_chain}, not {plan.chain}")
+        burn_hex = "0x" + burn.burn_id.hex()
+        try:
+            chain.check_release(plan, dest_address=burn.dest_address, amount=burn.amount,
+                                token=burn.origin_token, burn_id=burn_hex)
+        except ValidationError as exc:
+            raise SigningRefused(RefusalReason.RELEASE_MISMATCH, str(exc)) from exc
+        sequence = chain.plan_sequence(plan)
+        account = chain.escrow_account()
+        if account is None or account[1] != sequence:
+            raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
+                                 f"plan at sequence {sequence}, escrow is at "
+                                 f"{None if account is None else account[1]}")
+        memo = f"ferry release {burn_hex}"
+        for earlier in self.committed.get(burn_hex, []):
+            if earlier == sequence:
+                continue
+            if earlier >= account[1] or chain.memo_at_sequence(earlier) == memo:
+                raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
+                                     f"burn {burn_hex} was signed at sequence {earlier}, which "
+                                     "may still pay (or paid) it")
+        if sequence not in self.committed.setdefault(burn_hex, []):
+            self.committed[burn_hex].append(sequence)
+        [digest] = chain.release_sighashes(plan)
+        return {"kind": "utxo_release", "chain": plan.chain, "txid": plan.txid,
+                "burn_id": burn_hex, "validator": me,
+                "signatures": [self._keys.sign_compact(digest).hex()]}
