@@ -310,7 +310,8 @@ class SimdNode:
             ("instrumentation", "prometheus"): "false",
         })
         _patch_toml(self.home / "config" / "app.toml", {
-            ("", "minimum-gas-prices"): s(f"{self.min_gas_price_stake}{BOND_DENOM}"),
+            ("", "minimum-gas-prices"): s(f"{self.min_gas_price_stake}{BOND_DENOM},"
+                                          f"{self.min_gas_price_stake}uatom"),
             ("api", "enable"): "true",
             ("api", "address"): s(f"tcp://127.0.0.1:{self.api_port}"),
             ("grpc", "enable"): "true",

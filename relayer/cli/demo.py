@@ -5,8 +5,9 @@ and the relayer as separate processes, then acts as a user's wallet: locks 1.5 E
 on Ethereum and 2 BNB on BSC, waits for wETH, wTEST and wBNB on the ledger, burns 0.5 wETH to an
 Ethereum address, waits for the release, checks the received amount and every asset's supply;
 then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
-Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); and
-stops everything it started.
+Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); then
+sends 100 STAKE to the Cosmos escrow with the account in the memo, waits for 100 wSTAKE, burns 40
+to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); and stops everything.
 
 Owns: the narrative. Must not reach into any service's database: it sees what a user sees
 (chain RPC, ledger API, relayer API).
@@ -36,6 +37,7 @@ from contracts import load_artifact
 from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.demo_bitcoin import run_bitcoin_story
+from relayer.cli.demo_cosmos import run_cosmos_story
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
 from relayer.solvency import supply_report
@@ -86,7 +88,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
     ok = False
     try:
         out.step("starting devnets", ethereum="anvil chain id 31337", bsc="anvil chain id 31338",
-                 bitcoin="btcd v0.26.2 regtest")
+                 bitcoin="btcd v0.26.2 regtest", cosmos="simd (SDK v0.50.3) ferry-sim-1")
         net.start_chains()
         info = net.deploy()
         out.step("deployed contracts", ethereum_bridge=info.bridges["ethereum"],
@@ -196,4 +198,5 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
     if not all(line.balanced for line in lines) or len(lines) != 3:
         raise DemoFailed("supply check failed")
     run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
+    run_cosmos_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
     out.step("demo complete: every asset's ledger supply equals its bridge custody")

@@ -1,5 +1,6 @@
 """A complete local Ferry network in one directory: two anvil chains (Ethereum and BSC devnets),
-a btcd regtest node (blocks mined on demand) with a funded faucet, deployed bridges and a test
+a btcd regtest node (blocks mined on demand) with a funded faucet, a simd chain (Cosmos SDK
+simapp) with funded wallets, deployed bridges and a test
 token, encrypted keys, one `ferry.toml`, and the ledger, relayer and
 validator processes.
 
@@ -23,6 +24,8 @@ from adapters.base import NATIVE_TOKEN
 from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
 from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.scripts import Vault
+from adapters.cosmos.devnet import CosmosWallet, SimdNode
+from adapters.cosmos.multisig import escrow_address
 from adapters.evm import devnet as evm
 from relayer.cli.procs import ServiceProcess
 from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
@@ -48,6 +51,7 @@ class DevnetInfo:
     validators: list[dict[str, str]] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     bitcoin: dict[str, str] = field(default_factory=dict)  # rpc_url, chain, vault_address
+    cosmos: dict[str, str] = field(default_factory=dict)  # rpc_url, rest_url, chain, escrow
 
 
 def write_evm_keystore(path: Path, passphrase: str) -> str:
@@ -85,6 +89,9 @@ class Devnet:
         self.btcd: BtcdNode | None = None
         self.faucet: Faucet | None = None
         self.btc_depth = confirmation_depth
+        self.simd: SimdNode | None = None
+        self.cosmos_user_secret = secrets.token_bytes(32)  # the demo user's funded Cosmos wallet
+        self.cosmos_operator_secret = secrets.token_bytes(32)  # pays the escrow's fee reserve
         self.services: dict[str, ServiceProcess] = {}
         self.keys: list[ValidatorKeys] = []
         self.info: DevnetInfo | None = None
@@ -101,9 +108,14 @@ class Devnet:
         self.btcd = BtcdNode(self.root / "btcd",
                              mining_address=address_p2wpkh(public_key(secret), "regtest"))
         self.btcd.start()
+        self.simd = SimdNode(self.root / "simd", accounts={
+            CosmosWallet.address_of(self.cosmos_user_secret): 10**12,
+            CosmosWallet.address_of(self.cosmos_operator_secret): 10**12})
+        self.simd.start()
         for node in self.nodes.values():
             node.wait_ready(timeout_s=30)
         self.btcd.wait_ready(timeout_s=30)
+        self.simd.wait_ready(timeout_s=60)
         self.faucet = Faucet(self.btcd.rpc(), secret)
         self.faucet.mature()  # coinbases need 100 blocks before the faucet can spend them
 
@@ -132,7 +144,7 @@ class Devnet:
         ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics")}
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
-                          + self._bitcoin_text())
+                          + self._bitcoin_text() + self._cosmos_text())
         self.info = DevnetInfo(
             root=str(self.root), config=str(config), rpc=rpc,
             chain_ids={"ethereum": ETH_CHAIN_ID, "bsc": BSC_CHAIN_ID}, bridges=bridges,
@@ -147,6 +159,13 @@ class Devnet:
         vault = Vault(tuple(k.secp256k1_public for k in self.keys), self.threshold, "regtest")
         self.info.bitcoin = {"rpc_url": self.btcd.rpc_url, "chain": self.btcd.chain,
                              "vault_address": vault.address}
+        assert self.simd is not None
+        escrow = escrow_address([k.secp256k1_public for k in self.keys], self.threshold)
+        self.info.cosmos = {"rpc_url": self.simd.rpc_url, "rest_url": self.simd.rest_url,
+                            "chain": self.simd.caip2, "escrow": escrow}
+        # The operator funds the escrow's fee reserve (fees are paid in uatom, never in the
+        # bridged stake, so the escrow's stake stays exactly the wrapped supply).
+        CosmosWallet(self.simd, self.cosmos_operator_secret).send(escrow, 10**9, "uatom")
         self._save()
         return self.info
 
@@ -192,6 +211,21 @@ class Devnet:
             f"poll_interval_s = {self.poll_interval_s}\nfee_rate_sat_vb = 2\n"
             f'\n[[assets]]\nsymbol = "wBTC"\norigin_chain = "{self.btcd.chain}"\n'
             f'origin_token = "btc"\ndecimals = 8\n')
+
+    def _cosmos_text(self) -> str:
+        """The ``[[cosmos]]`` table (simd; the escrow is the validators' secp256k1 keys) and
+        the wSTAKE asset."""
+        assert self.simd is not None
+        pubkeys = ", ".join(f'"{k.secp256k1_public.hex()}"' for k in self.keys)
+        return (
+            f'\n[[cosmos]]\nname = "simd"\nchain_id = "{self.simd.chain_id}"\n'
+            f'rpc_url = "{self.simd.rpc_url}"\nrest_url = "{self.simd.rest_url}"\n'
+            f"validator_pubkeys = [{pubkeys}]\nthreshold = {self.threshold}\n"
+            f"poll_interval_s = {self.poll_interval_s}\n"
+            f'fee_denom = "uatom"\nfee_amount = 5000\ngas_limit = 200000\n'
+            f'\n[[cosmos.denoms]]\ndenom = "stake"\nmin_deposit = 1000\n'
+            f'\n[[assets]]\nsymbol = "wSTAKE"\norigin_chain = "{self.simd.caip2}"\n'
+            f'origin_token = "stake"\ndecimals = 6\n')
 
     def mine_bitcoin(self, blocks: int) -> list[str]:
         """Mine `blocks` regtest blocks now (btcd mines on demand only)."""
@@ -253,6 +287,8 @@ class Devnet:
             node.stop()
         if self.btcd is not None:
             self.btcd.stop()
+        if self.simd is not None:
+            self.simd.stop()
 
     def _save(self) -> None:
         assert self.info is not None
@@ -261,4 +297,6 @@ class Devnet:
                                if node.pid is not None})
         if self.btcd is not None and self.btcd.pid is not None:
             self.info.pids["btcd"] = self.btcd.pid
+        if self.simd is not None and self.simd.pid is not None:
+            self.info.pids["simd"] = self.simd.pid
         (self.root / "devnet.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")

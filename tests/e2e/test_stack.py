@@ -45,6 +45,10 @@ def test_demo_bridges_eth_erc20_and_bnb_in_and_back_out(tmp_path):
     assert steps["ledger balances"] | {"step": ""} == {
         "step": "", "wETH": "1.5", "wTEST": "250", "wBNB": "2"}
     assert steps["released on Ethereum"]["received_wei"] == str(UNIT // 2)
+    assert steps["minted wSTAKE on the ledger"]["wSTAKE"] == "100"
+    cosmos = steps["released on Cosmos (3-of-5 amino-JSON multisig)"]
+    assert cosmos["received_base_units"] == 40_000_000
+    assert steps["supply check wSTAKE"]["result"].startswith("OK")
     for symbol in ("wETH", "wTEST", "wBNB", "wBTC"):
         assert steps[f"supply check {symbol}"]["result"].startswith("OK")
     assert steps["minted wBTC on the ledger"]["wBTC"] == "0.75"
