@@ -260,9 +260,9 @@ def main() -> int:
             def ferry() -> int:
                 return sum(len(adapter.lock_events(lo, hi)) for lo, hi in windows)
 
-            def cosmpy_get_tx() -> list[Deposit]:
+            def cosmpy_get_tx(some: list[str] = hashes) -> list[Deposit]:
                 out: list[Deposit] = []
-                for tx_hash in hashes:
+                for tx_hash in some:
                     reply = client.txs.GetTx(GetTxRequest(hash=tx_hash.upper()))
                     if reply.tx_response.code == 0:
                         out.extend(deposits_of(tx_hash, reply.tx, escrow))
@@ -301,13 +301,12 @@ def main() -> int:
             ferry_ok = (len(events) == n and len(credited) == n and got == expected
                         and all(e.contract == escrow and e.token == BOND_DENOM
                                 and e.log_index == 0 for e in credited))
-            plain = cosmpy_get_tx()
-            cosmpy_ok = len(plain) == n and {d[0]: d for d in plain} == expected
-            ok = ferry_ok and cosmpy_ok
-            print(f"check: ferry {len(events)} events, {len(credited)} credited; cosmpy GetTx "
-                  f"{len(plain)} deposits; tx hashes, senders, amounts and recipients equal to "
-                  f"those sent: ferry {ferry_ok}, cosmpy {cosmpy_ok}")
-            del events, credited, got, plain
+            print(f"check: ferry {len(events)} events, {len(credited)} credited, tx hashes, "
+                  f"senders, amounts and recipients equal to those sent: {ferry_ok}")
+            del events, credited, got
+            # The cosmpy loop takes ~20 s a pass: warm its channel on 100 hashes here and check
+            # the full result of every timed pass below instead of spending a pass on it.
+            cosmpy_ok = all(expected[d[0]] == d for d in cosmpy_get_tx(hashes[:100]))
             cases: dict[str, Callable[[], object]] = {
                 "ferry CosmosAdapter.lock_events": ferry,
                 "cosmpy TxService GetTx per hash (gRPC)": cosmpy_get_tx,
@@ -319,10 +318,15 @@ def main() -> int:
                 for name, fn in cases.items():
                     gc.collect()
                     seconds, result = timed(fn)
-                    count = len(result) if isinstance(result, list) else result
-                    if count != n:
-                        raise RuntimeError(f"{name} returned {count} deposits, expected {n}")
+                    if isinstance(result, list):  # the cosmpy loop's deposits: check them all
+                        cosmpy_ok = cosmpy_ok and {d[0]: d for d in result} == expected
+                        result = len(result)
+                    if result != n:
+                        raise RuntimeError(f"{name} returned {result} deposits, expected {n}")
                     samples[name].append(seconds)
+            ok = ferry_ok and cosmpy_ok
+            print(f"check: cosmpy GetTx deposits of every timed run equal to those sent: "
+                  f"{cosmpy_ok}")
             simd_hwm = vm_hwm_mb(node.pid or 0)
         finally:
             comet.close()

@@ -19,6 +19,7 @@ the earlier one consumed by a transaction that is not this burn's release.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from functools import partial
@@ -44,6 +45,7 @@ from relayer.store import Change, Store
 
 log = logging.getLogger(__name__)
 S = TransferStatus
+BAD_MEMO_REASON = "not credited: bad_memo"  # `adapters.cosmos.watcher.BAD_MEMO`, as stored
 P = CustodyPlan.__table__  # type: ignore[attr-defined]
 
 
@@ -60,6 +62,8 @@ class EscrowCustody(Protocol):
 
     def plan_release(self, dest_address: str, token: str, amount: int,
                      burn_id: str) -> ReleasePlan: ...
+
+    def plan_refund(self, deposit_ref: str) -> ReleasePlan: ...
 
     def plan_sequence(self, plan: ReleasePlan) -> int: ...
 
@@ -85,6 +89,7 @@ class EscrowReleases:
         self.coins = CoinStore(store)
         self.chains = chains
         self.metrics = metrics or RelayerMetrics()
+        self._unrefundable: set[int] = set()  # held deposits this process found not refundable
 
     def run(self, chain: str, head_number: int) -> int:
         """One pass over `chain`; returns the number of transfers executed."""
@@ -100,6 +105,7 @@ class EscrowReleases:
         a = self.chains[chain]
         waiting = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain, limit=1)
         if not waiting:
+            self._plan_refund(chain)
             return
         r = waiting[0]
         try:
@@ -111,6 +117,26 @@ class EscrowReleases:
         self.store.advance([], also=partial(_call, _insert_plan, plan, r.id, now))
         log.info("escrow release planned transfer_id=%s chain=%s sequence=%d plan=%s", r.id,
                  chain, plan.version, plan.txid)
+
+    def _plan_refund(self, chain: str) -> None:
+        """Pay back one deposit reported for a bad memo (once: the transfer ends refunded)."""
+        a = self.chains[chain]
+        held = [r for r in self.store.transfers(S.HELD, kind=TransferKind.LOCK, chain=chain,
+                                                limit=200)
+                if r.reason == BAD_MEMO_REASON and r.id not in self._unrefundable]
+        if not held:
+            return
+        r = held[0]
+        try:
+            plan = a.plan_refund(f"{r.src_tx_hash}/{r.log_index}")
+        except ValidationError as exc:
+            self._unrefundable.add(r.id)
+            log.warning("deposit not refundable transfer_id=%s: %s", r.id, exc)
+            return
+        now = self.store.clock.now()
+        self.store.advance([], also=partial(_call, _insert_plan, plan, r.id, now))
+        log.info("refund planned transfer_id=%s chain=%s to=%s amount=%d", r.id, chain,
+                 plan.dest_address, plan.amount)
 
     # ------------------------------------------------------------------ signatures -> bytes
     def _signatures(self, plan: ReleasePlan) -> dict[str, list[bytes]]:
@@ -127,6 +153,12 @@ class EscrowReleases:
                 continue
             prepared = a.assemble_release(plan, sigs)
             transfer: Any = self.store.get_by_id(row.transfer_id)
+            now = self.store.clock.now()
+            if plan.kind == "refund":  # the held deposit keeps its status until refunded
+                self.store.advance([], also=partial(_call, signed_on, row.id, prepared.raw,
+                                                    head_number, now))
+                self._broadcast(row.id, transfer.id, a, prepared)
+                continue
             if transfer.status == S.CONFIRMED.value:
                 self.store.advance([Change(transfer.id, S.ATTESTED,
                                            f"{len(sigs)} of {a.threshold} signers")])
@@ -157,20 +189,23 @@ class EscrowReleases:
         for row in self.coins.plans(chain, (SIGNING, BROADCAST)):
             plan = plan_of(row)
             transfer: Any = self.store.get_by_id(row.transfer_id)
-            status = a.tx_status(transfer.dest_tx_hash) if row.status == BROADCAST \
-                else TxStatus.UNKNOWN
+            txhash = hashlib.sha256(bytes.fromhex(row.raw_tx)).hexdigest() if row.raw_tx else ""
+            status = a.tx_status(txhash) if row.status == BROADCAST else TxStatus.UNKNOWN
+            refund = plan.kind == "refund"
+            now = self.store.clock.now()
             if status == TxStatus.FINAL:
-                now = self.store.clock.now()
-                self.store.advance([Change(transfer.id, S.EXECUTED,
-                                           f"released in {transfer.dest_tx_hash}")],
+                done = S.REFUNDED if refund else S.EXECUTED
+                what = "refunded" if refund else "released"
+                self.store.advance([Change(transfer.id, done, f"{what} in {txhash}",
+                                           {"dest_tx_hash": txhash})],
                                    also=partial(_call, _set_status, row.id, "final", now))
                 self.metrics.executed.labels(chain).inc()
                 executed += 1
             elif status == TxStatus.FAILED:
-                now = self.store.clock.now()
-                self.store.advance([Change(transfer.id, S.HELD,
-                                           f"release {transfer.dest_tx_hash} failed on chain")],
-                                   also=partial(_call, _set_status, row.id, ABANDONED, now))
+                moves = [] if refund else [Change(transfer.id, S.HELD,
+                                                  f"release {txhash} failed on chain")]
+                self.store.advance(moves, also=partial(_call, _set_status, row.id, ABANDONED,
+                                                       now))
             elif status == TxStatus.UNKNOWN:
                 self._unknown(a, row, plan, transfer)
         return executed
@@ -182,7 +217,7 @@ class EscrowReleases:
         moved = account is not None and account[1] > a.plan_sequence(plan)
         if moved:
             now = self.store.clock.now()
-            back = [] if transfer.status == S.CONFIRMED.value else [Change(
+            back = [] if transfer.status in (S.CONFIRMED.value, S.HELD.value) else [Change(
                 transfer.id, S.CONFIRMED, f"sequence {a.plan_sequence(plan)} was consumed "
                 "elsewhere; re-planning")]
             if transfer.status == S.ATTESTED.value:
@@ -190,10 +225,9 @@ class EscrowReleases:
             self.store.advance(back, also=partial(_call, _set_status, row.id, ABANDONED, now))
             log.warning("escrow sequence moved transfer_id=%s plan=%s: re-planning",
                         transfer.id, plan.txid)
-        elif row.status == BROADCAST and transfer.dest_raw_tx:
+        elif row.status == BROADCAST and row.raw_tx:
             try:
-                a.broadcast(PreparedTx(transfer.dest_tx_hash, bytes.fromhex(transfer.dest_raw_tx),
-                                       0))
+                a.broadcast(PreparedTx("", bytes.fromhex(row.raw_tx), 0))
             except BridgeError as exc:
                 log.warning("rebroadcast failed transfer_id=%s: %s", transfer.id, exc)
 

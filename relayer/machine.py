@@ -41,6 +41,7 @@ class TransferStatus(StrEnum):
     EXECUTED = "transfer.executed"
     HELD = "transfer.held"
     DROPPED = "transfer.dropped"
+    REFUNDED = "transfer.refunded"  # an uncreditable deposit paid back to its sender
 
 
 S = TransferStatus
@@ -49,11 +50,12 @@ TRANSITIONS: dict[TransferStatus, frozenset[TransferStatus]] = {
     S.CONFIRMED: frozenset({S.ATTESTED, S.HELD, S.EXECUTED}),
     S.ATTESTED: frozenset({S.SUBMITTED, S.EXECUTED, S.HELD, S.CONFIRMED}),
     S.SUBMITTED: frozenset({S.EXECUTED, S.ATTESTED, S.HELD, S.CONFIRMED}),  # CONFIRMED: fee bump
-    S.HELD: frozenset({S.CONFIRMED, S.ATTESTED, S.SUBMITTED}),
+    S.HELD: frozenset({S.CONFIRMED, S.ATTESTED, S.SUBMITTED, S.REFUNDED}),
     S.DROPPED: frozenset({S.OBSERVED}),
     S.EXECUTED: frozenset(),
+    S.REFUNDED: frozenset(),
 }
-TERMINAL: frozenset[TransferStatus] = frozenset({S.EXECUTED})
+TERMINAL: frozenset[TransferStatus] = frozenset({S.EXECUTED, S.REFUNDED})
 
 
 def check_transition(current: TransferStatus, to: TransferStatus) -> None:

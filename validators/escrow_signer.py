@@ -7,6 +7,8 @@ Must not post or persist anything: the daemon ships the payload and persists `co
 
 SECURITY, every check a reason to refuse (`SigningRefused`):
 - the burn record verifies (`check_burn_record`) and leaves for this plan's chain;
+- a refund pays back exactly a deposit this validator's node shows reported for a bad memo, to
+  its sender, less the fee when paid in the same denom (`CosmosAdapter.check_refund`);
 - the sign doc pays exactly that burn (one MsgSend from the escrow to the burn's address of
   exactly the burned amount of the burned denom, fee within the config, memo naming the burn:
   `CosmosAdapter.check_release`);
@@ -35,6 +37,8 @@ class EscrowChain(Protocol):
 
     def check_release(self, plan: ReleasePlan, *, dest_address: str, amount: int, token: str,
                       burn_id: str) -> None: ...
+
+    def check_refund(self, plan: ReleasePlan) -> str: ...
 
     def plan_sequence(self, plan: ReleasePlan) -> int: ...
 
@@ -77,35 +81,45 @@ class EscrowReleaseSigner:
         if me not in chain.members():
             raise SigningRefused(RefusalReason.FOREIGN_CONTRACT,
                                  f"this validator's key is not an escrow member of {plan.chain}")
-        if plan.kind != "release" or burn is None:
-            raise SigningRefused(RefusalReason.NOT_A_BURN, "no such burn on the ledger")
-        check_burn_record(burn, self.network)
-        if burn.origin_chain != plan.chain:
-            raise SigningRefused(RefusalReason.WRONG_DEST_CHAIN,
-                                 f"burn leaves for {burn.origin_chain}, not {plan.chain}")
-        burn_hex = "0x" + burn.burn_id.hex()
-        try:
-            chain.check_release(plan, dest_address=burn.dest_address, amount=burn.amount,
-                                token=burn.origin_token, burn_id=burn_hex)
-        except ValidationError as exc:
-            raise SigningRefused(RefusalReason.RELEASE_MISMATCH, str(exc)) from exc
+        key, memo = self._check(chain, plan, burn)
         sequence = chain.plan_sequence(plan)
         account = chain.escrow_account()
         if account is None or account[1] != sequence:
             raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
                                  f"plan at sequence {sequence}, escrow is at "
                                  f"{None if account is None else account[1]}")
-        memo = f"ferry release {burn_hex}"
-        for earlier in self.committed.get(burn_hex, []):
+        for earlier in self.committed.get(key, []):
             if earlier == sequence:
                 continue
             if earlier >= account[1] or chain.memo_at_sequence(earlier) == memo:
                 raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
-                                     f"burn {burn_hex} was signed at sequence {earlier}, which "
-                                     "may still pay (or paid) it")
-        if sequence not in self.committed.setdefault(burn_hex, []):
-            self.committed[burn_hex].append(sequence)
+                                     f"{key} was signed at sequence {earlier}, which may still "
+                                     "pay (or paid) it")
+        if sequence not in self.committed.setdefault(key, []):
+            self.committed[key].append(sequence)
         [digest] = chain.release_sighashes(plan)
         return {"kind": "utxo_release", "chain": plan.chain, "txid": plan.txid,
-                "burn_id": burn_hex, "validator": me,
+                "burn_id": key if plan.kind == "release" else None, "validator": me,
                 "signatures": [self._keys.sign_compact(digest).hex()]}
+
+    def _check(self, chain: EscrowChain, plan: ReleasePlan,
+               burn: BurnLike | None) -> tuple[str, str]:
+        """What the plan pays, checked: (commitment key, the memo the paying tx carries)."""
+        try:
+            if plan.kind == "refund":
+                ref = chain.check_refund(plan)
+                return f"refund:{ref}", f"ferry refund {ref}"
+            if plan.kind != "release" or burn is None:
+                raise SigningRefused(RefusalReason.NOT_A_BURN, "no such burn on the ledger")
+            check_burn_record(burn, self.network)
+            if burn.origin_chain != plan.chain:
+                raise SigningRefused(RefusalReason.WRONG_DEST_CHAIN,
+                                     f"burn leaves for {burn.origin_chain}, not {plan.chain}")
+            burn_hex = "0x" + burn.burn_id.hex()
+            chain.check_release(plan, dest_address=burn.dest_address, amount=burn.amount,
+                                token=burn.origin_token, burn_id=burn_hex)
+            return burn_hex, f"ferry release {burn_hex}"
+        except SigningRefused:
+            raise
+        except ValidationError as exc:
+            raise SigningRefused(RefusalReason.RELEASE_MISMATCH, str(exc)) from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 
 from cosmpy.protos.cosmos.tx.v1beta1.tx_pb2 import Tx
 
@@ -164,6 +165,66 @@ class CosmosAdapter:
         found = self.rpc.tx_search(f"tx.acc_seq='{self.escrow}/{sequence}'", per_page=1)
         return Tx.FromString(found[0]).body.memo if found else None
 
+    def refund_of(self, deposit_ref: str) -> tuple[str, str, int] | None:
+        """SECURITY (validators and relayer): (sender, denom, amount to refund) of deposit
+        ``<txhash>/<index>`` as this node shows it, if it is a deposit to the escrow that was
+        reported for a bad memo, else None. The refund is the deposit less the release fee when
+        the fee is paid in the same denom; nothing if that leaves nothing."""
+        txhash, _, index = deposit_ref.partition("/")
+        found = self.rpc.tx(txhash)
+        if found is None or found["code"] != 0:
+            return None
+        events = watcher.deposits_in_block(
+            found["height"], "", (found["raw"],), (0,), chain=self.chain, escrow=self.escrow,
+            min_deposit=self._min_deposit)
+        match = [e for e in events if str(e.log_index) == index and e.tx_hash == txhash.lower()]
+        if len(match) != 1 or match[0].uncredited != watcher.BAD_MEMO:
+            return None
+        e = match[0]
+        fee = self.config.fee_amount if self.config.fee_denom == e.token else 0
+        return (e.sender, e.token, e.amount - fee) if e.amount > fee else None
+
+    def plan_refund(self, deposit_ref: str) -> ReleasePlan:
+        """The unsigned refund of a bad-memo deposit ``<txhash>/<index>`` to its sender.
+
+        Raises:
+            ValidationError: not a refundable deposit, or the escrow has no account yet.
+        """
+        refund = self.refund_of(deposit_ref)
+        account = self.escrow_account()
+        if refund is None or account is None:
+            raise ValidationError(f"deposit {deposit_ref} is not refundable")
+        sender, denom, amount = refund
+        unsigned = release.build_release(
+            self.config.chain_id, self._pubkeys, self.config.threshold, account[0], account[1],
+            sender, denom, amount, self._fee, _refund_memo(deposit_ref),
+            prefix=self.config.bech32_prefix)
+        return replace(self._plan(unsigned, amount), kind="refund")
+
+    def check_refund(self, plan: ReleasePlan) -> str:
+        """SECURITY (validators): the plan refunds exactly a bad-memo deposit this node shows,
+        to its sender; returns the deposit's ``<txhash>/<index>``.
+
+        Raises:
+            CosmosReleaseMismatch: anything else.
+        """
+        memo = str(json.loads(plan.unsigned).get("memo", ""))
+        if not memo.startswith(_REFUND_PREFIX):
+            raise release.CosmosReleaseMismatch(f"memo {memo!r} names no deposit")
+        ref = memo.removeprefix(_REFUND_PREFIX)
+        refund = self.refund_of(ref)
+        if refund is None:
+            raise release.CosmosReleaseMismatch(f"{ref} is not a refundable deposit here")
+        sender, denom, amount = refund
+        if plan.chain != self.chain or _digest_hex(plan.unsigned) != plan.txid:
+            raise release.CosmosReleaseMismatch("the plan's id or chain is not its sign doc's")
+        release.check_release(
+            plan.unsigned, chain_id=self.config.chain_id, escrow=self.escrow, to_address=sender,
+            denom=denom, amount=amount,
+            max_fee=release.Coin(self.config.fee_denom, self.config.fee_amount),
+            burn_id_memo=memo, prefix=self.config.bech32_prefix)
+        return ref
+
     def plan_sequence(self, plan: ReleasePlan) -> int:
         """The account sequence a plan's sign doc commits to."""
         return int(json.loads(plan.unsigned)["sequence"])
@@ -240,8 +301,15 @@ class CosmosAdapter:
         return self.rpc.balance(self.escrow, denom)
 
 
+_REFUND_PREFIX = "ferry refund "
+
+
 def _memo(burn_id: str) -> str:
     return f"ferry release {burn_id}"
+
+
+def _refund_memo(deposit_ref: str) -> str:
+    return _REFUND_PREFIX + deposit_ref
 
 
 def _digest_hex(sign_bytes: bytes) -> str:

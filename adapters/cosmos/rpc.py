@@ -209,7 +209,8 @@ class CometRpc:
         return self._read(fetch, "block")
 
     def tx(self, txhash: str) -> dict[str, Any] | None:
-        """The included transaction `txhash` (hex): ``{"height", "code", "log"}``, or None."""
+        """The included transaction `txhash` (hex): ``{"height", "code", "log", "raw"}`` (raw:
+        the TxRaw bytes), or None."""
         try:
             result = self._read(lambda: self.request(
                 "tx", {"hash": base64.b64encode(bytes.fromhex(txhash)).decode()}), "tx")
@@ -218,7 +219,8 @@ class CometRpc:
                 return None
             raise
         return {"height": int(result["height"]), "code": int(result["tx_result"].get("code", 0)),
-                "log": str(result["tx_result"].get("log", ""))}
+                "log": str(result["tx_result"].get("log", "")),
+                "raw": base64.b64decode(result.get("tx", ""))}
 
     def tx_search(self, query: str, per_page: int = 10) -> list[bytes]:
         """Raw transactions matching a CometBFT event query (first page), e.g.

@@ -197,6 +197,11 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
             from adapters.bitcoin.scripts import script_pubkey_from_address
 
             script_pubkey_from_address(to, b.network)
+    for c in cfg.cosmos:  # refuse a payout address of another chain before burning
+        if match[0].origin_chain == c.caip2:
+            from adapters.cosmos.multisig import parse_address
+
+            parse_address(to, c.bech32_prefix)
     client = LedgerClient(str(cfg.ledger.url))
     nonce = client.account(keys.ed25519_public).nonce
     signed = sign_burn(keys, cfg.network, nonce, match[0].asset, int(value),
