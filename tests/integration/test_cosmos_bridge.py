@@ -144,3 +144,43 @@ def test_deposit_with_a_bad_memo_is_refunded_once_to_its_sender_less_the_fee(
     stack.settle(rounds=3)
     assert wallet.balance("stake") - after_send == refunded  # never twice
     assert all(a.supply in (0, 1_000_000) for a in stack.ledger.assets())
+
+
+def test_release_whose_sequence_was_consumed_elsewhere_is_replanned_and_paid_once(
+        stack: CosmosStack, simd: Any) -> None:
+    """Validators sign a release at sequence s; before it is assembled, another escrow
+    transaction (signed by the same members) consumes s. The relayer abandons the dead plan and
+    re-plans at s+1; validators sign the burn again only because their node shows s consumed by
+    a transaction that is not this burn's release."""
+    from adapters.cosmos import release
+    from relayer.coins import CoinStore, plan_of
+    from tests.integration.cosmos_stack import burn_to
+
+    user = SigningKey.generate()
+    simd.new_wallet().send(stack.escrow, 20_000_000, "stake", memo=_memo(user))
+    stack.settle()
+    payee, other = simd.new_wallet(), simd.new_wallet()
+    before = payee.balance("stake")
+    burn_id = burn_to(stack, user, "stake", 5_000_000, payee.address)
+    stack.engine.ledger_status.invalidate()
+    stack.engine.tick()  # plans at the escrow's current sequence
+    [first] = CoinStore(stack.engine.store).plans(stack.chain, ("signing",))
+    adapter = stack.engine.escrow.chains[stack.chain]
+    sequence = adapter.plan_sequence(plan_of(first))
+    for d in stack.daemons:  # validators sign it at `sequence`, the relayer does not run yet
+        d.run_once()
+    account_number, _ = adapter.escrow_account()
+    keys = [bytes.fromhex(k) for k in stack.cosmos.validator_pubkeys]
+    intruder = release.build_release(
+        stack.cosmos.chain_id, keys, stack.cosmos.threshold, account_number, sequence,
+        other.address, "stake", 1_000, adapter._fee, "operator housekeeping")
+    sigs = {k.secp256k1_public: k.sign_compact(intruder.digest()) for k in stack.keys}
+    code, _, log = adapter.rpc.broadcast_tx_sync(release.assemble(
+        intruder, keys, stack.cosmos.threshold, sigs))
+    assert code == 0, log
+    stack.settle(rounds=6)
+    row = stack.engine.store.get(burn_id)
+    assert row.status == "transfer.executed", row.reason
+    assert payee.balance("stake") - before == 5_000_000
+    statuses = sorted(p.status for p in CoinStore(stack.engine.store).plans_of(row.id))
+    assert statuses == ["abandoned", "final"]
