@@ -54,8 +54,14 @@ class CosmosAdapter:
                              f"{self.config.chain_id}", chain=self.chain)
 
     def head(self) -> BlockRef:
-        _, height, block_hash = self.rpc.status()
-        return BlockRef(height, block_hash)
+        """The newest block whose results are stored: CometBFT reports a block as latest
+        slightly before its ``block_results`` can be read, so the head is the one below."""
+        _, height, _ = self.rpc.status()
+        below = max(height - 1, 1)
+        block_hash = self.rpc.block_hash(below)
+        if block_hash is None:
+            raise RpcUnavailable(f"no block at {below}", chain=self.chain)
+        return BlockRef(below, block_hash)
 
     def finalized_number(self, head_number: int) -> int:
         return finality.finalized_height(head_number, self.confirmation_depth)
@@ -86,6 +92,7 @@ class CosmosAdapter:
     def tx_status(self, tx_hash: str) -> TxStatus:
         found = self.rpc.tx(tx_hash)
         _, head, _ = self.rpc.status()
+        head -= 1  # as `head`
         return finality.tx_status(
             included_at=None if found is None else found["height"],
             code=None if found is None else found["code"], head=head,
