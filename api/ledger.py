@@ -7,10 +7,14 @@ does) nor touch the database.
 
 Routes (prefix ``/v1/ledger``): GET status, POST mints, POST transactions, GET accounts/{account},
 GET burns?after_seq&limit, GET burns/{burn_id}, GET assets, POST validator-set,
-GET journal?after_seq&limit, POST deposit-accounts, GET deposit-accounts?chain&after_seq&limit.
-Status codes: 400 invalid input (an unconfigured bridge chain included: ``unknown_bridge``), 404
-unknown asset/account/route and ``unknown_burn``, 409 conflicts with the current state (bad
-nonce, insufficient balance, wrong epoch), 503 retryable, 500 otherwise.
+GET journal?after_seq&limit, POST deposit-accounts, GET deposit-accounts?chain&after_seq&limit,
+POST htlcs/{htlc_id}/redeem, POST htlcs/{htlc_id}/refund, GET htlcs/{htlc_id},
+GET htlcs?hashlock&after_seq&limit (an ``htlc_lock`` is submitted through POST transactions).
+Status codes: 400 invalid input (an unconfigured bridge chain included: ``unknown_bridge``;
+``bad_preimage``, ``timelock_too_short``), 404 unknown asset/account/route, ``unknown_burn``
+and ``unknown_htlc``, 409 conflicts with the current state (bad nonce, insufficient balance,
+wrong epoch, ``htlc_already_settled``, ``htlc_not_expired``, ``htlc_expired``), 503 retryable,
+500 otherwise.
 """
 
 from __future__ import annotations
@@ -27,11 +31,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.errors import (
     BadNonce,
     BridgeError,
+    HtlcError,
     InsufficientBalance,
     RetryableChainError,
     UnknownAccount,
     UnknownAsset,
     ValidationError,
+)
+from htlc.errors import (
+    BadPreimage,
+    HtlcAlreadySettled,
+    HtlcExpired,
+    HtlcNotExpired,
+    TimelockTooShort,
+    UnknownHtlc,
 )
 from ledger.errors import WrongEpoch
 from ledger.fields import parse_account
@@ -39,6 +52,7 @@ from ledger.service import MAX_PAGE, Ledger
 from ledger.transactions import SignedTx
 from ledger.types import (
     UNKNOWN_BURN_CODE,
+    Htlc,
     MintRequest,
     MintResult,
     MintStatus,
@@ -106,6 +120,7 @@ class TxIn(_In):
 class TxOut(BaseModel):
     seq: int
     burn_id: str | None
+    htlc_id: str | None
 
 
 class AccountOut(BaseModel):
@@ -208,6 +223,34 @@ class DepositAccountsOut(BaseModel):
     accounts: list[DepositAccountOut]
 
 
+class HtlcRedeemIn(_In):
+    preimage: StrictStr = Field(max_length=200)  # 0x hex; the ledger wants exactly 32 bytes
+
+
+class HtlcRefundIn(_In):
+    pass
+
+
+class HtlcOut(BaseModel):
+    htlc_id: str
+    seq: int
+    origin: Literal["lock", "mint"]
+    sender: str | None
+    recipient: str
+    asset: str
+    amount: str
+    hashlock: str
+    timelock: str
+    state: Literal["locked", "redeemed", "refunded"]
+    preimage: str | None
+    created_at: float
+    settled_at: float | None
+
+
+class HtlcsOut(BaseModel):
+    htlcs: list[HtlcOut]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -255,7 +298,7 @@ def post_mints(body: MintsIn, ledger: LedgerDep) -> MintsOut:
 
 @router.post("/transactions", response_model=TxOut)
 def post_transaction(body: TxIn, ledger: LedgerDep) -> TxOut:
-    """Apply a user-signed burn or transfer (Ferry tx v1, `ledger.transactions`)."""
+    """Apply a user-signed burn, transfer or htlc_lock (Ferry tx v1, `ledger.transactions`)."""
     receipt = ledger.submit_transaction(SignedTx.from_json(body.model_dump()))
     return TxOut.model_validate(receipt.to_json())
 
@@ -322,14 +365,69 @@ def get_deposit_accounts(
         accounts=[DepositAccountOut.model_validate(r.to_json()) for r in page])
 
 
+HTLC_RESPONSES: dict[int | str, dict[str, object]] = {404: {"model": ErrorOut},
+                                                    409: {"model": ErrorOut}}
+
+
+def _htlc_out(htlc: Htlc) -> HtlcOut:
+    return HtlcOut.model_validate(htlc.to_json())
+
+
+def _parse_preimage(text: str) -> bytes:
+    """``0x`` hex -> bytes of any length (the ledger refuses all but 32: `BadPreimage`)."""
+    try:
+        return parse_hex(text)
+    except ValidationError as exc:
+        raise BadPreimage(f"preimage must be 0x hex: {exc}") from exc
+
+
+@router.post("/htlcs/{htlc_id}/redeem", response_model=HtlcOut, responses=HTLC_RESPONSES)
+def post_htlc_redeem(htlc_id: str, body: HtlcRedeemIn, ledger: LedgerDep) -> HtlcOut:
+    """Redeem a locked HTLC with its 32-byte preimage (``{"preimage": "0x.."}``); unsigned: the
+    preimage is the authority. Answers the HTLC, now ``redeemed``, preimage shown."""
+    return _htlc_out(ledger.redeem_htlc(parse_hex(htlc_id, 32), _parse_preimage(body.preimage)))
+
+
+@router.post("/htlcs/{htlc_id}/refund", response_model=HtlcOut, responses=HTLC_RESPONSES)
+def post_htlc_refund(
+    htlc_id: str, ledger: LedgerDep, body: HtlcRefundIn | None = None
+) -> HtlcOut:
+    """Refund a locked HTLC at or after its timelock (body ``{}`` or none); unsigned: a refund
+    only ever pays the sender. Answers the HTLC, now ``refunded``."""
+    return _htlc_out(ledger.refund_htlc(parse_hex(htlc_id, 32)))
+
+
+@router.get("/htlcs/{htlc_id}", response_model=HtlcOut, responses=HTLC_RESPONSES)
+def get_htlc(htlc_id: str, ledger: LedgerDep) -> HtlcOut:
+    """One HTLC by its 32-byte id; 404 ``unknown_htlc`` if the ledger has none."""
+    htlc = ledger.htlc(parse_hex(htlc_id, 32))
+    if htlc is None:
+        raise UnknownHtlc(f"no htlc {htlc_id}")
+    return _htlc_out(htlc)
+
+
+@router.get("/htlcs", response_model=HtlcsOut)
+def get_htlcs(
+    ledger: LedgerDep, hashlock: Annotated[str, Query(max_length=66)], after_seq: AfterSeq = 0,
+    limit: Limit = 100,
+) -> HtlcsOut:
+    """HTLCs with this 32-byte hashlock (``0x`` hex) and seq > `after_seq`, ascending by seq
+    (how a watcher finds the preimage of a swap leg once it is redeemed)."""
+    page = ledger.htlcs_by_hashlock(parse_hex(hashlock, 32), after_seq, limit)
+    return HtlcsOut(htlcs=[_htlc_out(h) for h in page])
+
+
 def http_status(exc: BridgeError) -> int:
     """HTTP status for a `BridgeError` (see the module docstring)."""
-    if isinstance(exc, UnknownAsset | UnknownAccount):
+    if isinstance(exc, UnknownAsset | UnknownAccount | UnknownHtlc):
         return 404
-    if isinstance(exc, BadNonce | InsufficientBalance | WrongEpoch):
+    if isinstance(exc, BadNonce | InsufficientBalance | WrongEpoch | HtlcAlreadySettled
+                  | HtlcNotExpired | HtlcExpired):
         return 409
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError | BadPreimage | TimelockTooShort):
         return 400
+    if isinstance(exc, HtlcError):
+        return 409
     if isinstance(exc, RetryableChainError):
         return 503
     return 500

@@ -18,7 +18,21 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from adapters.errors import BridgeError, ChainError, InvalidAddress, RpcUnavailable
+from adapters.errors import (
+    BridgeError,
+    ChainError,
+    InvalidAddress,
+    RpcUnavailable,
+    ValidationError,
+)
+from htlc.errors import (
+    BadPreimage,
+    HtlcAlreadySettled,
+    HtlcExpired,
+    HtlcNotExpired,
+    TimelockTooShort,
+    UnknownHtlc,
+)
 from ledger.errors import error_class_for_code
 from ledger.fields import account_hex
 from ledger.transactions import SignedTx
@@ -28,6 +42,8 @@ from ledger.types import (
     AssetInfo,
     BurnRecord,
     DepositRegistration,
+    Htlc,
+    HtlcState,
     JournalEntry,
     LedgerStatus,
     MintRequest,
@@ -38,6 +54,12 @@ from ledger.types import (
 from validators.attestation import LEDGER_CHAIN, ValidatorSet
 
 MINTS_PER_REQUEST = 500  # the server accepts up to 1000
+# HTLC error codes -> classes (`ledger.errors.error_class_for_code` knows only its own module
+# and `adapters.errors`).
+_HTLC_ERRORS: dict[str, type[BridgeError]] = {
+    cls.code: cls for cls in (BadPreimage, TimelockTooShort, HtlcExpired, HtlcNotExpired,
+                              HtlcAlreadySettled, UnknownHtlc)
+}
 T = TypeVar("T")
 
 
@@ -106,7 +128,8 @@ class LedgerClient:
         return results
 
     def submit_transaction(self, tx: SignedTx) -> TxReceipt:
-        """``POST /v1/ledger/transactions``: apply a signed burn or transfer."""
+        """``POST /v1/ledger/transactions``: apply a signed burn, transfer or htlc_lock (the
+        receipt's `htlc_id` is then the new HTLC's id, = ``tx.htlc_id``)."""
         return _parse(TxReceipt.from_json, self._call("POST", "/transactions", json=tx.to_json()))
 
     def account(self, account: bytes) -> AccountInfo:
@@ -179,6 +202,80 @@ class LedgerClient:
             last = item.seq
         return items
 
+    def redeem_htlc(self, htlc_id: bytes, preimage: bytes) -> Htlc:
+        """``POST /v1/ledger/htlcs/{htlc_id}/redeem``: redeem with the preimage (the ledger
+        wants exactly 32 bytes whose sha256 is the hashlock).
+
+        Returns:
+            The HTLC, ``redeemed``, showing `preimage`.
+
+        Raises:
+            ValidationError: `htlc_id` is not 32 bytes (not sent).
+            BadPreimage, UnknownHtlc, HtlcAlreadySettled, HtlcExpired: the ledger refused.
+            BridgeError: the answer is for another HTLC, not redeemed with this preimage, or
+                does not parse.
+        """
+        body = self._call("POST", f"/htlcs/{_htlc_hex(htlc_id)}/redeem",
+                          json={"preimage": "0x" + preimage.hex()})
+        htlc = _answer_htlc(body, htlc_id)
+        if htlc.state is not HtlcState.REDEEMED or htlc.preimage != preimage:
+            raise BridgeError("redeem answer does not show the HTLC redeemed with this preimage")
+        return htlc
+
+    def refund_htlc(self, htlc_id: bytes) -> Htlc:
+        """``POST /v1/ledger/htlcs/{htlc_id}/refund``: refund after the timelock.
+
+        Returns:
+            The HTLC, ``refunded``.
+
+        Raises:
+            ValidationError: `htlc_id` is not 32 bytes (not sent).
+            UnknownHtlc, HtlcAlreadySettled, HtlcNotExpired: the ledger refused.
+            BridgeError: the answer is for another HTLC, not refunded, or does not parse.
+        """
+        body = self._call("POST", f"/htlcs/{_htlc_hex(htlc_id)}/refund", json={})
+        htlc = _answer_htlc(body, htlc_id)
+        if htlc.state is not HtlcState.REFUNDED:
+            raise BridgeError("refund answer does not show the HTLC refunded")
+        return htlc
+
+    def htlc(self, htlc_id: bytes) -> Htlc | None:
+        """``GET /v1/ledger/htlcs/{htlc_id}``: the HTLC, or None if the ledger answers
+        ``unknown_htlc`` (any other error raises).
+
+        Raises:
+            ValidationError: `htlc_id` is not 32 bytes (not sent).
+            BridgeError: the answer is for another HTLC or does not parse.
+        """
+        try:
+            body = self._call("GET", f"/htlcs/{_htlc_hex(htlc_id)}")
+        except UnknownHtlc:
+            return None
+        return _answer_htlc(body, htlc_id)
+
+    def htlcs_by_hashlock(
+        self, hashlock: bytes, after_seq: int = 0, limit: int = 100
+    ) -> list[Htlc]:
+        """``GET /v1/ledger/htlcs?hashlock=``: HTLCs with this 32-byte hashlock and seq >
+        `after_seq`, ascending by seq, at most `limit` (1..1000).
+
+        Raises:
+            ValidationError: `hashlock` is not 32 bytes (not sent).
+            BridgeError: an item has another hashlock, or seqs are not ascending past
+                `after_seq`.
+        """
+        body = self._call("GET", "/htlcs", params={
+            "hashlock": _htlc_hex(hashlock, "hashlock"), "after_seq": after_seq, "limit": limit})
+        items = [_parse(Htlc.from_json, h) for h in _items(body, "htlcs")]
+        if len(items) > limit:
+            raise BridgeError(f"htlcs answer has more than {limit} items")
+        last = after_seq
+        for item in items:
+            if item.hashlock != hashlock or item.seq <= last:
+                raise BridgeError("htlcs answer is out of order or for another hashlock")
+            last = item.seq
+        return items
+
     def assets(self) -> list[AssetInfo]:
         """``GET /v1/ledger/assets``."""
         return [_parse(AssetInfo.from_json, a) for a in _items(self._call("GET", "/assets"),
@@ -207,7 +304,7 @@ def _is_error_body(body: object) -> bool:
 
 
 def _typed_error(error: dict[str, Any], status: int) -> BridgeError:
-    cls = error_class_for_code(error["code"])
+    cls = _HTLC_ERRORS.get(error["code"]) or error_class_for_code(error["code"])
     message = str(error.get("message", ""))
     if issubclass(cls, ChainError):
         return cls(message, chain=LEDGER_CHAIN)
@@ -218,6 +315,19 @@ def _typed_error(error: dict[str, Any], status: int) -> BridgeError:
     if cls is BridgeError:
         exc.code = error["code"]  # keep the server's code visible
     return exc
+
+
+def _htlc_hex(value: bytes, name: str = "htlc_id") -> str:
+    if len(value) != 32:
+        raise ValidationError(f"{name} must be 32 bytes, got {len(value)}")
+    return "0x" + value.hex()
+
+
+def _answer_htlc(body: dict[str, Any], htlc_id: bytes) -> Htlc:
+    htlc = _parse(Htlc.from_json, body)
+    if htlc.htlc_id != htlc_id:
+        raise BridgeError("htlc answer is for another htlc id")
+    return htlc
 
 
 def _items(body: dict[str, Any], key: str) -> list[Any]:

@@ -12,6 +12,8 @@ Storage conventions:
 - Byte strings (accounts, hashes, burn ids, signatures) are lowercase ``0x`` hex text.
 - `seq` is the journal sequence number of the entry that created a row, except in
   `DepositAddressRow`, which is not journaled and numbers its rows itself.
+- Times (`registered_at`, `created_at`, `settled_at`) are seconds since the epoch from the
+  ledger's injected clock; HTLC timelocks are whole ledger-clock seconds (``BIGINT``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -208,3 +219,34 @@ class DepositAddressRow(LedgerTable, table=True):
     chain: str = Field(sa_type=String(64))
     account: str = Field(sa_type=String(66))
     registered_at: float
+
+
+class HtlcRow(LedgerTable, table=True):
+    """A hashed-timelock contract (rules: `ledger.htlcs`; format: notes/DESIGN-htlc.md).
+
+    `htlc_id` is the ``htlc_lock`` tx id (sha256 of the signed bytes); `seq` the journal seq of
+    the entry that created the row. `origin` is ``lock`` (debited from `sender` by a signed
+    ``htlc_lock``) or, reserved for HTLC-driven minting, ``mint`` (`sender` NULL; a refund then
+    burns). `state` moves ``locked`` -> ``redeemed`` | ``refunded`` once; `preimage` (32 bytes,
+    ``0x`` hex) is set by the redeem and stays readable. `timelock` is in ledger-clock seconds.
+    """
+
+    __tablename__ = "ledger_htlcs"
+    __table_args__ = (
+        Index("ix_ledger_htlcs_hashlock", "hashlock"),
+        Index("ix_ledger_htlcs_state_timelock", "state", "timelock"),
+    )
+    htlc_id: str = Field(sa_type=String(66), primary_key=True)
+    seq: int = Field(sa_type=BigInteger, foreign_key="ledger_journal.seq", unique=True)
+    origin: str = Field(sa_type=String(16))
+    sender: str | None = Field(default=None, sa_type=String(66),
+                               foreign_key="ledger_accounts.account")
+    recipient: str = Field(sa_type=String(66), foreign_key="ledger_accounts.account")
+    asset: str = Field(sa_type=String(200), foreign_key="ledger_assets.asset")
+    amount: int = _u256()
+    hashlock: str = Field(sa_type=String(66))
+    timelock: int = Field(sa_type=BigInteger)
+    state: str = Field(sa_type=String(16))
+    preimage: str | None = Field(default=None, sa_type=String(66))
+    created_at: float
+    settled_at: float | None = None

@@ -1,6 +1,6 @@
 """The native ledger service: accounts, assets, quorum-certified mints, user-signed burns and
 transfers, validator-set rotation, the journal, the supply invariants and the deposit-address
-registry.
+registry. HTLCs (lock, redeem, refund) are delegated to `ledger.htlcs`, which holds their rules.
 
 Owns: `Ledger`, the only writer of the ledger tables. Must not speak HTTP (`api/ledger.py`
 does), hold any key, read the wall clock other than through the injected `Clock`, or derive a
@@ -36,19 +36,20 @@ from adapters.errors import (
     UnknownAsset,
     ValidationError,
 )
-from ledger import store
+from ledger import htlcs, store
 from ledger.config import AssetConfig, LedgerGenesis
 from ledger.db import make_engine, migrate_engine, read_transaction, write_transaction
 from ledger.errors import InvariantViolation, JournalCorrupt, UnknownBridge, WrongEpoch
 from ledger.fields import account_hex, parse_chain, parse_token
-from ledger.journal import ZERO_HASH, JournalChain, JournalKind, Replay, verify_chain
+from ledger.journal import ZERO_HASH, JournalChain, JournalKind, verify_chain
 from ledger.minting import MAX_INT64, apply_mint_batch
-from ledger.transactions import BurnTx, SignedTx, verify_transaction
+from ledger.transactions import BurnTx, HtlcLockTx, SignedTx, verify_transaction
 from ledger.types import (
     AccountInfo,
     AssetInfo,
     BurnRecord,
     DepositRegistration,
+    Htlc,
     JournalEntry,
     LedgerStatus,
     MintRequest,
@@ -70,7 +71,7 @@ class Ledger:
     Args:
         engine: from `ledger.db.make_engine`, schema already migrated.
         network: Ferry network name.
-        clock: time source of `registered_at` (default: the system clock).
+        clock: time source of `registered_at` and of HTLC timelocks (default: the system clock).
     """
 
     def __init__(self, engine: Engine, network: str, clock: Clock | None = None) -> None:
@@ -270,23 +271,27 @@ class Ledger:
         return results
 
     def submit_transaction(self, signed: SignedTx) -> TxReceipt:
-        """Apply a user-signed burn or transfer (format: `ledger.transactions`).
+        """Apply a user-signed burn, transfer or htlc_lock (format: `ledger.transactions`).
 
         A burn debits the account, lowers supply, raises burned_total and records the payout
-        (burn_id = sha256 of the signed bytes). A transfer moves balance between accounts.
+        (burn_id = sha256 of the signed bytes). A transfer moves balance between accounts. An
+        htlc_lock debits the account into a new HTLC (`ledger.htlcs.lock`).
 
         Returns:
-            The journal seq and, for a burn, the 32-byte burn id.
+            The journal seq and, for a burn, the 32-byte burn id; for an htlc_lock the htlc id.
 
         Raises:
             ValidationError, InvalidAddress: malformed body; burn dest_chain is not the asset's
-                origin chain.
+                origin chain; an htlc_lock timelock not after the ledger clock.
             WrongNetwork, InvalidSignature: see `verify_transaction`.
             UnknownAsset: asset not registered.
             BadNonce: nonce is not the account's next nonce (replay or gap).
             InsufficientBalance: balance below amount.
         """
         tx = verify_transaction(signed, self._network)
+        if isinstance(tx, HtlcLockTx):
+            with self._writing() as (conn, state):
+                return htlcs.lock(conn, state, tx, self._clock.now())
         account = account_hex(tx.account)
         with self._writing() as (conn, state):
             asset = store.load_asset(conn, tx.asset)
@@ -373,7 +378,39 @@ class Ledger:
                  journal.seq)
         return journal.seq
 
+    def redeem_htlc(self, htlc_id: bytes, preimage: bytes) -> Htlc:
+        """Redeem a locked HTLC with its 32-byte preimage; see `ledger.htlcs.redeem`.
+
+        Raises:
+            BadPreimage, UnknownHtlc, HtlcAlreadySettled, HtlcExpired, ValidationError.
+        """
+        with self._writing() as (conn, state):
+            return htlcs.redeem(conn, state, htlc_id, preimage, self._clock.now())
+
+    def refund_htlc(self, htlc_id: bytes) -> Htlc:
+        """Refund a locked HTLC whose timelock has passed; see `ledger.htlcs.refund`.
+
+        Raises:
+            UnknownHtlc, HtlcAlreadySettled, HtlcNotExpired, ValidationError, Unsupported.
+        """
+        with self._writing() as (conn, state):
+            return htlcs.refund(conn, state, htlc_id, self._clock.now())
+
     # ---- reads -------------------------------------------------------------------------------
+
+    def htlc(self, htlc_id: bytes) -> Htlc | None:
+        """The HTLC with this 32-byte id, or None. Raises `ValidationError` for another length."""
+        with read_transaction(self._engine) as conn:
+            return htlcs.load(conn, htlc_id)
+
+    def htlcs_by_hashlock(
+        self, hashlock: bytes, after_seq: int = 0, limit: int = 100
+    ) -> list[Htlc]:
+        """HTLCs with this 32-byte hashlock and seq > `after_seq`, ascending by seq, at most
+        `limit` (1..1000). Raises `ValidationError` for bad bounds or hashlock length."""
+        _check_page(after_seq, limit)
+        with read_transaction(self._engine) as conn:
+            return htlcs.by_hashlock(conn, hashlock, after_seq, limit)
 
     def _state(self, conn: Connection) -> store.State:
         state = store.read_state(conn)
@@ -453,7 +490,8 @@ class Ledger:
 
         Checks: seq continuity from 1, every ``prev_hash`` and ``hash``, the head stored in
         `ledger_state`, and that replaying the payloads yields exactly the stored balances,
-        nonces, supply counters, epoch and number of mints/burns.
+        nonces, supply counters, epoch, number of mints and the HTLC rows
+        (`ledger.htlcs.HtlcReplay`).
 
         Returns:
             The number of entries verified.
@@ -461,7 +499,7 @@ class Ledger:
         Raises:
             JournalCorrupt: the first discrepancy found.
         """
-        replay = Replay()
+        replay = htlcs.HtlcReplay()
         seq, head = 0, ZERO_HASH
         with read_transaction(self._engine) as conn:
             while page := store.journal_page(conn, seq, MAX_PAGE):
@@ -489,20 +527,25 @@ class Ledger:
             mints = conn.execute(select(func.count()).select_from(store.MINTS)).scalar_one()
             if mints != len(replay.event_ids):
                 raise JournalCorrupt("stored mints differ from the replayed ones")
+            htlcs.check_replayed(conn, replay)
         return seq
 
     def supply_report(self) -> list[SupplyReport]:
-        """Per asset: supply, minted_total, burned_total and the sum of all balances."""
+        """Per asset: supply, minted_total, burned_total, the sum of all balances and the
+        amount held in locked HTLCs."""
         with read_transaction(self._engine) as conn:
             assets = store.load_assets(conn)
             totals = dict.fromkeys(assets, 0)
             for r in conn.execute(select(store.BALANCES.c.asset, store.BALANCES.c.amount)):
                 totals[r.asset] += r.amount
-        return [SupplyReport(a, i.supply, i.minted_total, i.burned_total, totals[a])
+            locked = htlcs.locked_totals(conn)
+        return [SupplyReport(a, i.supply, i.minted_total, i.burned_total, totals[a],
+                             locked.get(a, 0))
                 for a, i in assets.items()]
 
     def check_invariants(self) -> list[SupplyReport]:
-        """Check ``supply == minted_total - burned_total == sum of balances`` for every asset.
+        """Check ``supply == minted_total - burned_total == sum of balances + locked HTLCs``
+        for every asset.
 
         Returns:
             The supply report (all holding).
@@ -515,7 +558,7 @@ class Ledger:
         if bad:
             raise InvariantViolation("; ".join(
                 f"{r.asset}: supply={r.supply} minted={r.minted_total} burned={r.burned_total} "
-                f"balances={r.balances_total}" for r in bad))
+                f"balances={r.balances_total} htlc_locked={r.htlc_locked}" for r in bad))
         return report
 
 

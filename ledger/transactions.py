@@ -1,18 +1,26 @@
-"""User-signed ledger transactions (burn, transfer): their byte format, how clients build and
-sign them, and how the ledger parses and verifies them.
+"""User-signed ledger transactions (burn, transfer, htlc_lock): their byte format, how clients
+build and sign them, and how the ledger parses and verifies them.
 
-Owns: `SignedTx`, `BurnTx`, `TransferTx`, `sign_burn`, `sign_transfer`, `parse_transaction`,
-`verify_transaction`. Must not touch a database or the network, nor decide whether the account
-can pay (the ledger does, under its lock).
+Owns: `SignedTx`, `BurnTx`, `TransferTx`, `HtlcLockTx`, `sign_burn`, `sign_transfer`,
+`sign_htlc_lock`, `parse_transaction`, `verify_transaction`. Must not touch a database or the
+network, nor decide whether the account can pay or the timelock is still ahead (the ledger
+does, under its lock and with its clock).
 
 Format (Ferry tx v1, docs: notes/DESIGN.md "POST /v1/ledger/transactions")::
 
-    body   = {"network", "kind": "burn"|"transfer", "account": "0x<32 B>", "nonce": "<n>",
-              "asset": "<asset_key>", "amount": "<int>",
-              burn: "dest_chain": "<caip2>", "dest_address": "<address>"; transfer: "to": "0x<32 B>"}
+    body   = {"network", "kind": "burn"|"transfer"|"htlc_lock", "account": "0x<32 B>",
+              "nonce": "<n>", "asset": "<asset_key>", "amount": "<int>",
+              burn: "dest_chain": "<caip2>", "dest_address": "<address>"; transfer: "to": "0x<32 B>";
+              htlc_lock: "recipient": "0x<32 B account>", "hashlock": "0x<32 B>",
+                         "timelock": "<ledger-clock seconds, 1..2**63-1>"}
     signed = b"ferry/tx/v1\\n" + canonical(body)        (validators.attestation.canonical)
     sig    = Ed25519(account secret key, signed)         (RFC 8032, 64 bytes)
-    tx_id  = sha256(signed)                              (32 bytes; a burn's burn_id)
+    tx_id  = sha256(signed)                              (32 bytes; a burn's burn_id, an
+                                                          htlc_lock's htlc_id)
+
+htlc_lock (notes/DESIGN-htlc.md): hashlock = sha256(32-byte preimage), lowercase hex; the
+timelock is absolute ledger-clock seconds (never a height). The three kinds share the account
+nonce sequence.
 
 Every body value is a string; integers are canonical decimals (see `ledger.fields`). Exactly the
 keys of the kind are allowed: an unknown key would be signed but ignored, so it is refused.
@@ -21,6 +29,7 @@ keys of the kind are allowed: an unknown key would be signed but ignored, so it 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,17 +52,21 @@ from validators.attestation import canonical, parse_hex
 
 TX_DOMAIN = b"ferry/tx/v1\n"
 MAX_NONCE = 2**63 - 1  # nonces are stored as BIGINT
+MAX_TIMELOCK = 2**63 - 1  # timelocks are stored as BIGINT
+_HASH32 = re.compile(r"0x[0-9a-f]{64}")
 
 
 class TxKind(StrEnum):
     BURN = "burn"
     TRANSFER = "transfer"
+    HTLC_LOCK = "htlc_lock"
 
 
 _COMMON_FIELDS = frozenset({"network", "kind", "account", "nonce", "asset", "amount"})
 _FIELDS = {
     TxKind.BURN: _COMMON_FIELDS | {"dest_chain", "dest_address"},
     TxKind.TRANSFER: _COMMON_FIELDS | {"to"},
+    TxKind.HTLC_LOCK: _COMMON_FIELDS | {"recipient", "hashlock", "timelock"},
 }
 
 
@@ -83,6 +96,11 @@ class SignedTx:
     def burn_id(self) -> bytes | None:
         """The 32-byte burn id (= `tx_id`) for a burn, else None."""
         return self.tx_id if self.body.get("kind") == TxKind.BURN.value else None
+
+    @property
+    def htlc_id(self) -> bytes | None:
+        """The 32-byte HTLC id (= `tx_id`) for an ``htlc_lock``, else None."""
+        return self.tx_id if self.body.get("kind") == TxKind.HTLC_LOCK.value else None
 
     def to_json(self) -> dict[str, object]:
         """The ``POST /v1/ledger/transactions`` request body."""
@@ -140,7 +158,32 @@ class TransferTx:
         return self.signed.tx_id
 
 
-ParsedTx = BurnTx | TransferTx
+@dataclass(frozen=True, slots=True)
+class HtlcLockTx:
+    """A parsed ``htlc_lock``: move `amount` of `asset` from `account` into an HTLC that pays
+    `recipient` against the preimage of `hashlock` before `timelock`, else refunds `account`.
+
+    Attributes:
+        hashlock: 32 bytes, sha256 of the 32-byte preimage.
+        timelock: absolute ledger-clock seconds, 1..2**63-1.
+    """
+
+    network: str
+    account: bytes
+    nonce: int
+    asset: str
+    amount: int
+    recipient: bytes
+    hashlock: bytes
+    timelock: int
+    signed: SignedTx
+
+    @property
+    def htlc_id(self) -> bytes:
+        return self.signed.tx_id
+
+
+ParsedTx = BurnTx | TransferTx | HtlcLockTx
 
 
 def parse_signature(value: object) -> bytes:
@@ -158,13 +201,15 @@ def parse_transaction(signed: SignedTx) -> ParsedTx:
 
     Raises:
         ValidationError: unknown kind, missing or extra keys, a non-canonical value, amount not
-            in 1..2**256-1, nonce too large, a transfer to oneself.
-        InvalidAddress: a malformed account, asset token or destination address.
+            in 1..2**256-1, nonce too large, a transfer or HTLC to oneself, a hashlock that is
+            not 32 bytes of lowercase hex, a timelock not in 1..2**63-1.
+        InvalidAddress: a malformed account, recipient, asset token or destination address.
     """
     body = signed.body
     kind_text = body.get("kind")
-    if kind_text not in (TxKind.BURN.value, TxKind.TRANSFER.value):
-        raise ValidationError(f"kind must be 'burn' or 'transfer', got {kind_text!r}")
+    if kind_text not in tuple(k.value for k in TxKind):
+        raise ValidationError(
+            f"kind must be one of {[k.value for k in TxKind]}, got {kind_text!r}")
     kind = TxKind(kind_text)
     keys = set(body)
     if keys != _FIELDS[kind]:
@@ -188,6 +233,18 @@ def parse_transaction(signed: SignedTx) -> ParsedTx:
         dest_chain = parse_chain(body["dest_chain"], "dest_chain")
         dest_address = parse_dest_address(dest_chain, body["dest_address"])
         return BurnTx(network, account, nonce, asset, amount, dest_chain, dest_address, signed)
+    if kind is TxKind.HTLC_LOCK:
+        recipient = parse_account(body["recipient"], "recipient")
+        if recipient == account:
+            raise ValidationError("an HTLC to the sending account is refused")
+        if not _HASH32.fullmatch(body["hashlock"]):
+            raise ValidationError(
+                f"hashlock must be lowercase 0x + 64 hex chars, got {body['hashlock']!r}")
+        timelock = parse_uint(body["timelock"], "timelock", allow_int=False)
+        if not 0 < timelock <= MAX_TIMELOCK:
+            raise ValidationError(f"timelock must be in 1..2**63-1, got {timelock}")
+        return HtlcLockTx(network, account, nonce, asset, amount, recipient,
+                          bytes.fromhex(body["hashlock"][2:]), timelock, signed)
     to = parse_account(body["to"], "to")
     if to == account:
         raise ValidationError("a transfer to the sending account is refused")
@@ -307,5 +364,48 @@ def sign_transfer(
         "asset": asset,
         "amount": str(amount),
         "to": "0x" + to.hex(),
+    }
+    return _sign(signing_key, body)
+
+
+def sign_htlc_lock(
+    signing_key: AccountKey,
+    network: str,
+    nonce: int,
+    asset: str,
+    amount: int,
+    recipient: bytes,
+    hashlock: bytes,
+    timelock: int,
+) -> SignedTx:
+    """Build and sign an ``htlc_lock``.
+
+    Args:
+        signing_key: the sender's Ed25519 key (see `sign_burn`).
+        network: the ledger's network name.
+        nonce: the account's next nonce (shared with burns and transfers).
+        asset: asset id (`adapters.base.asset_key`).
+        amount: base units, 1..2**256-1.
+        recipient: 32-byte account credited on redeem (not the sender).
+        hashlock: 32 bytes, sha256 of the 32-byte preimage (notes/DESIGN-htlc.md).
+        timelock: absolute ledger-clock seconds; the ledger refuses it unless it is in the
+            future when the lock is applied.
+
+    Returns:
+        The signed transaction; its `htlc_id` is the id of the HTLC it creates.
+
+    Raises:
+        ValidationError, InvalidAddress: the ledger would refuse the body.
+    """
+    body = {
+        "network": network,
+        "kind": TxKind.HTLC_LOCK.value,
+        "account": "0x" + _public(signing_key).hex(),
+        "nonce": str(nonce),
+        "asset": asset,
+        "amount": str(amount),
+        "recipient": "0x" + recipient.hex(),
+        "hashlock": "0x" + hashlock.hex(),
+        "timelock": str(timelock),
     }
     return _sign(signing_key, body)

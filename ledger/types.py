@@ -2,8 +2,8 @@
 wire forms (notes/DESIGN.md "Ledger HTTP API").
 
 Owns: `MintRequest`, `MintResult`, `MintStatus`, `TxReceipt`, `AccountInfo`, `BurnRecord`,
-`AssetInfo`, `LedgerStatus`, `JournalEntry`, `DepositRegistration` and their
-``to_json``/``from_json``. Must not touch a database or the network.
+`AssetInfo`, `LedgerStatus`, `JournalEntry`, `DepositRegistration`, `Htlc` (with `HtlcState`,
+`HtlcOrigin`) and their ``to_json``/``from_json``. Must not touch a database or the network.
 
 Wire conventions: amounts, nonces and epochs are decimal strings; sequence numbers (journal and
 deposit registry) and decimals are JSON integers; times are JSON numbers (seconds since the
@@ -221,21 +221,26 @@ class MintResult:
 
 @dataclass(frozen=True, slots=True)
 class TxReceipt:
-    """An accepted transaction: its journal `seq` and, for a burn, its 32-byte `burn_id`."""
+    """An accepted transaction: its journal `seq`; for a burn its 32-byte `burn_id`, for an
+    ``htlc_lock`` its 32-byte `htlc_id` (both = sha256 of the signed bytes)."""
 
     seq: int
     burn_id: bytes | None
+    htlc_id: bytes | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"seq": self.seq, "burn_id": None if self.burn_id is None else "0x" + self.burn_id.hex()}
+        return {"seq": self.seq,
+                "burn_id": None if self.burn_id is None else "0x" + self.burn_id.hex(),
+                "htlc_id": None if self.htlc_id is None else "0x" + self.htlc_id.hex()}
 
     @classmethod
     def from_json(cls, data: object) -> TxReceipt:
         d = _obj(data, "receipt")
-        burn_id = d.get("burn_id")
+        burn_id, htlc_id = d.get("burn_id"), d.get("htlc_id")
         return cls(
             seq=_int(d, "seq", "receipt"),
             burn_id=None if burn_id is None else _hex(d, "burn_id", "receipt", 32),
+            htlc_id=None if htlc_id is None else _hex(d, "htlc_id", "receipt", 32),
         )
 
 
@@ -397,9 +402,11 @@ class JournalEntry:
 
 @dataclass(frozen=True, slots=True)
 class SupplyReport:
-    """Supply counters of one asset and the sum of all balances (base units).
+    """Supply counters of one asset, the sum of all balances and the amount held in HTLCs that
+    are still locked (base units).
 
-    Invariant: ``supply == minted_total - burned_total == balances_total``.
+    Invariant: ``supply == minted_total - burned_total == balances_total + htlc_locked``
+    (a locked HTLC has left its sender's balance and not yet reached anyone's).
     """
 
     asset: str
@@ -407,11 +414,13 @@ class SupplyReport:
     minted_total: int
     burned_total: int
     balances_total: int
+    htlc_locked: int = 0
 
     @property
     def holds(self) -> bool:
         """Whether the invariant holds."""
-        return self.supply == self.minted_total - self.burned_total == self.balances_total
+        return (self.supply == self.minted_total - self.burned_total
+                == self.balances_total + self.htlc_locked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,3 +467,115 @@ class DepositRegistration:
             registered_at=float(at),
             created=created,
         )
+
+
+class HtlcState(StrEnum):
+    """State of a ledger HTLC. Persisted in ``ledger_htlcs.state``; members are never renamed.
+
+    ``locked -> redeemed`` (preimage shown before the timelock) or ``locked -> refunded``
+    (at or after the timelock); both are terminal (`ledger.htlcs.TRANSITIONS`).
+    """
+
+    LOCKED = "locked"
+    REDEEMED = "redeemed"
+    REFUNDED = "refunded"
+
+
+class HtlcOrigin(StrEnum):
+    """Where an HTLC's amount came from. Persisted in ``ledger_htlcs.origin``.
+
+    ``lock``: debited from `Htlc.sender`'s balance by a signed ``htlc_lock`` transaction; a
+    refund credits the sender. ``mint``: reserved for HTLC-driven minting (no sender; a refund
+    will burn instead of crediting, see `ledger.htlcs.refund`); nothing creates it yet.
+    """
+
+    LOCK = "lock"
+    MINT = "mint"
+
+
+@dataclass(frozen=True, slots=True)
+class Htlc:
+    """A hashed-timelock contract held by the ledger (notes/DESIGN-htlc.md).
+
+    Attributes:
+        htlc_id: 32 bytes; for origin ``lock`` the tx id (sha256 of the signed bytes).
+        seq: journal seq of the entry that created it.
+        origin: see `HtlcOrigin`.
+        sender: 32-byte account refunded after the timelock; None for origin ``mint``.
+        recipient: 32-byte account credited on redeem.
+        asset: asset id (`adapters.base.asset_key`).
+        amount: base units, 1..2**256-1.
+        hashlock: 32 bytes, sha256 of the 32-byte preimage.
+        timelock: ledger-clock seconds since the epoch; redeem needs ``now < timelock``,
+            refund ``now >= timelock``.
+        state: see `HtlcState`.
+        preimage: the 32-byte secret once redeemed (public: watchers read it), else None.
+        created_at, settled_at: ledger-clock seconds of the lock and of the redeem/refund.
+
+    JSON: ``{"htlc_id", "seq", "origin", "sender", "recipient", "asset", "amount", "hashlock",
+    "timelock", "state", "preimage", "created_at", "settled_at"}``; amount and timelock are
+    decimal strings (the timelock as signed in the ``htlc_lock`` body), seq an integer, the
+    times JSON numbers, byte strings ``0x`` hex, sender/preimage/settled_at null when absent.
+    """
+
+    htlc_id: bytes
+    seq: int
+    origin: HtlcOrigin
+    sender: bytes | None
+    recipient: bytes
+    asset: str
+    amount: int
+    hashlock: bytes
+    timelock: int
+    state: HtlcState
+    preimage: bytes | None
+    created_at: float
+    settled_at: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "htlc_id": "0x" + self.htlc_id.hex(), "seq": self.seq, "origin": self.origin.value,
+            "sender": None if self.sender is None else account_hex(self.sender),
+            "recipient": account_hex(self.recipient), "asset": self.asset,
+            "amount": str(self.amount), "hashlock": "0x" + self.hashlock.hex(),
+            "timelock": str(self.timelock), "state": self.state.value,
+            "preimage": None if self.preimage is None else "0x" + self.preimage.hex(),
+            "created_at": self.created_at, "settled_at": self.settled_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Htlc:
+        d = _obj(data, "htlc")
+        try:
+            origin = HtlcOrigin(_str(d, "origin", "htlc"))
+            state = HtlcState(_str(d, "state", "htlc"))
+        except ValueError as exc:
+            raise ValidationError(f"htlc: unknown origin or state: {exc}") from exc
+        sender, preimage = _get(d, "sender", "htlc"), _get(d, "preimage", "htlc")
+        return cls(
+            htlc_id=_hex(d, "htlc_id", "htlc", 32),
+            seq=_int(d, "seq", "htlc"),
+            origin=origin,
+            sender=None if sender is None else parse_account(sender, "htlc.sender"),
+            recipient=parse_account(_get(d, "recipient", "htlc"), "htlc.recipient"),
+            asset=_str(d, "asset", "htlc"),
+            amount=_int(d, "amount", "htlc"),
+            hashlock=_hex(d, "hashlock", "htlc", 32),
+            timelock=_int(d, "timelock", "htlc"),
+            state=state,
+            preimage=None if preimage is None else _hex(d, "preimage", "htlc", 32),
+            created_at=_time(_get(d, "created_at", "htlc"), "htlc.created_at"),
+            settled_at=_optional_time(_get(d, "settled_at", "htlc"), "htlc.settled_at"),
+        )
+
+
+def _time(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValidationError(f"{name}: bad time {value!r}")
+    return float(value)
+
+
+def _optional_time(value: object, name: str) -> float | None:
+    return None if value is None else _time(value, name)

@@ -341,7 +341,7 @@ def test_migration_upgrades_a_0001_ledger_in_place(tmp_path, clock, alice):
     h.ledger.close()
     assert version(url) == "0001" and "ledger_deposit_addresses" not in tables(url)
 
-    migrate(url)
+    migrate(url, "0002")  # pinned: later revisions are tested in their own files
     assert version(url) == "0002" and "ledger_deposit_addresses" in tables(url)
     upgraded = Ledger.open(url, h.network, genesis, clock=clock)
     try:
@@ -373,5 +373,5 @@ def test_migrated_schema_matches_the_models_and_downgrades_to_0001(tmp_path):
     finally:
         engine.dispose()
     assert version(url) == "0001" and "ledger_deposit_addresses" not in tables(url)
-    migrate(url)
+    migrate(url, "0002")
     assert version(url) == "0002"
