@@ -3,9 +3,9 @@ environment overrides (prefix ``FERRY_``, nested keys joined by ``__``, e.g.
 ``FERRY_RELAYER__PORT=8701`` or ``FERRY_VALIDATOR__PASSPHRASE=...``).
 
 Owns: `FerryConfig`, `RelayerSection`, `load_config`. Each section's model lives with the
-package that uses it (ledger.config, validators.config, adapters.evm.config); this module
-assembles them and validates cross-references. Unknown keys are errors (``extra="forbid"``);
-secrets have no defaults. `deploy/ferry.example.toml` documents every key.
+package that uses it (ledger.config, validators.config, adapters.evm.config, relayer.quotes);
+this module assembles them and validates cross-references. Unknown keys are errors
+(``extra="forbid"``); secrets have no defaults. `deploy/ferry.example.toml` documents every key.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from adapters.cosmos.config import CosmosChainConfig
 from adapters.errors import ConfigError
 from adapters.evm.config import EvmChainConfig
 from ledger.config import AssetConfig, LedgerSection
-from validators.attestation import ValidatorInfo, ValidatorSet, parse_hex
+from relayer.quotes import SwapsSection
+from validators.attestation import LEDGER_CHAIN, ValidatorInfo, ValidatorSet, parse_hex
 from validators.config import ValidatorSection
 
 
@@ -96,6 +97,7 @@ class FerryConfig(BaseSettings):
     cosmos: list[CosmosChainConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
     validator_set: ValidatorSetConfig | None = None
+    swaps: SwapsSection = Field(default_factory=SwapsSection)
 
     @classmethod
     def settings_customise_sources(
@@ -122,6 +124,10 @@ class FerryConfig(BaseSettings):
         for a in self.assets:
             if a.origin_chain not in known:
                 raise ValueError(f"asset {a.symbol}: origin_chain {a.origin_chain} is not in chains")
+        for p in self.swaps.pairs:
+            for key, chain in (("user_chain", p.user_chain), ("relayer_chain", p.relayer_chain)):
+                if chain not in known and chain != LEDGER_CHAIN:
+                    raise ValueError(f"swap pair {p.name}: {key} {chain} is not configured")
         if self.validator_set is not None:
             try:
                 self.validator_set.to_set()

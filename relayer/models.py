@@ -128,3 +128,63 @@ class CustodyPlan(SQLModel, table=True):
     broadcast_height: int | None = None
     created_at: float
     updated_at: float
+
+
+class Swap(SQLModel, table=True):
+    """An HTLC swap the relayer takes part in (`relayer.swap_store`; migration 0003).
+
+    id: ``0x`` hex SHA-256 of the canonical terms (`relayer.swap_store.SwapTerms.canonical`).
+    status: `htlc.machine.SwapStatus` value, written only by `SwapStore.advance`. Each leg
+    (``initiator_*``: the user's, ``participant_*``: the relayer's) has its chain (CAIP-2),
+    asset (token address or denom on that chain), amount (base units), sender and recipient
+    (chain-native identities), expiry (kind ``height`` or ``time`` and value), leg status
+    (`htlc.machine.LegStatus` value, as the chain last showed it), lock ref (the HTLC's
+    id or outpoint) and lock tx. The lock deadline is on the participant leg's clock.
+    """
+
+    __tablename__ = "swaps"
+
+    id: str = Field(primary_key=True)
+    pair: str
+    status: str = Field(index=True)
+    initiator_chain: str = Field(index=True)
+    initiator_asset: str
+    initiator_amount: int = Field(sa_column=Column(U256(), nullable=False))
+    initiator_sender: str
+    initiator_recipient: str
+    initiator_expiry_kind: str  # "height" | "time"
+    initiator_expiry: int
+    initiator_status: str
+    initiator_lock_ref: str | None = None
+    initiator_lock_tx: str | None = None
+    participant_chain: str = Field(index=True)
+    participant_asset: str
+    participant_amount: int = Field(sa_column=Column(U256(), nullable=False))
+    participant_sender: str
+    participant_recipient: str
+    participant_expiry_kind: str
+    participant_expiry: int
+    participant_status: str
+    participant_lock_ref: str | None = None
+    participant_lock_tx: str | None = None  # signed raw lock, hex: persisted before broadcast
+    hashlock: str = Field(unique=True)  # 0x hex, 32 bytes
+    secret: str | None = None  # 0x hex, 32 bytes, once learnt; never logged
+    lock_deadline: int  # participant leg's clock (same kind as participant_expiry)
+    user_refund: str | None = None  # the user's pre-signed refund of its leg, raw tx hex
+    quote_rate_num: int = Field(sa_column=Column(U256(), nullable=False))
+    quote_rate_den: int = Field(sa_column=Column(U256(), nullable=False))
+    quote_fee: int = Field(sa_column=Column(U256(), nullable=False))  # participant asset units
+    reason: str = ""
+    created_at: float
+    updated_at: float
+
+
+class SwapHistory(SQLModel, table=True):
+    __tablename__ = "swap_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    swap_id: str = Field(index=True, foreign_key="swaps.id")
+    from_status: str | None
+    to_status: str
+    reason: str
+    at: float
