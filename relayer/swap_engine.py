@@ -1,0 +1,236 @@
+"""The swap engine: the relayer as counterparty and watchtower of HTLC atomic swaps.
+
+Owns: making offers (`offer`) and the job that drives every open swap (`run`, `step`): read both
+legs from their chains, ask `htlc.machine.next_action`, act, persist through `SwapStore`.
+Must not import a chain library: each chain is an `htlc.legs.HtlcLeg`.
+
+Crash safety: the relayer's own lock is prepared (deterministic bytes) and stored with the
+move to ``swap.participant_locked`` before it is broadcast; a restarted engine re-broadcasts the
+stored bytes, never a new lock. Redeems and refunds are idempotent on every chain (the driver
+returns the existing settlement). The secret is stored as soon as it is seen.
+
+Persisted leg fields: ``*_lock_ref`` is the HTLC's id on its chain (short, for queries);
+``*_lock_tx`` is JSON: ``{"ref": LegRef}`` for the user's leg, ``{"ref": LegRef, "prepared":
+PreparedLock}`` for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.errors import BridgeError, ValidationError
+from htlc.legs import HtlcLeg, LegRef, LegTerms, LegView, PreparedLock
+from htlc.machine import Action, LegStatus, Now, SwapStatus
+from htlc.timelock import (
+    BlockHeight,
+    Instant,
+    LegTimelock,
+    check_timelocks,
+    height_after,
+    time_after,
+)
+from relayer.quotes import SwapPair, quote
+from relayer.swap_store import SwapLegRecord, SwapLegTerms, SwapRecord, SwapStore, SwapTerms
+
+log = logging.getLogger(__name__)
+S = SwapStatus
+SAFETY_EXTRA_S = 60  # slack added to the safety margin on top of both chains' settle times
+
+
+def _hex(raw: bytes) -> str:
+    return "0x" + raw.hex()
+
+
+def _raw(text: str) -> bytes:
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+class SwapEngine:
+    """Offers swaps and drives them.
+
+    Args:
+        store: the swap store.
+        legs: per CAIP-2 id, the relayer's HTLC driver on that chain (its key is the relayer's).
+        identities: per CAIP-2 id, the relayer's identity there (EVM address 20 bytes, Bitcoin
+            compressed pubkey 33 bytes, ledger account 32 bytes).
+        anyone_can_refund: chains whose HTLC lets anyone refund an expired lock to its sender.
+    """
+
+    def __init__(self, store: SwapStore, legs: Mapping[str, HtlcLeg],
+                 identities: Mapping[str, bytes],
+                 anyone_can_refund: frozenset[str] = frozenset()) -> None:
+        self.store, self.legs, self.identities = store, legs, identities
+        self.anyone_can_refund = anyone_can_refund
+
+    # ------------------------------------------------------------------ offers
+    def offer(self, pair: SwapPair, user_amount: int, hashlock: bytes, *, user_sender: bytes,
+              user_recipient: bytes) -> SwapRecord:
+        """Agree terms for a swap of `user_amount` of the pair's user asset.
+
+        Args:
+            hashlock: sha256 of the user's 32-byte secret.
+            user_sender: the user's identity on the user chain (refunds of their leg go there).
+            user_recipient: where the user receives on the relayer chain.
+
+        Raises:
+            ValidationError: amount outside the pair's limits; TimelockTooShort: the legs'
+                timelocks would not leave the safety margin.
+        """
+        q = quote(pair, user_amount)
+        ini, par = self.legs[pair.user_chain], self.legs[pair.relayer_chain]
+        now_i, now_p = ini.now(), par.now()
+        ini_expiry = _after(now_i, pair.user_timelock_s, ini)
+        par_expiry = _after(now_p, pair.relayer_timelock_s, par)
+        deadline = _after(now_p, pair.lock_deadline_s, par)
+        check_timelocks(LegTimelock(ini_expiry, now_i, ini.timing),
+                        LegTimelock(par_expiry, now_p, par.timing), extra_s=SAFETY_EXTRA_S)
+        terms = SwapTerms(
+            pair=pair.name,
+            initiator=SwapLegTerms(pair.user_chain, pair.user_asset, user_amount,
+                                   _hex(user_sender), _hex(self.identities[pair.user_chain]),
+                                   ini_expiry),
+            participant=SwapLegTerms(pair.relayer_chain, pair.relayer_asset, q.lock_amount,
+                                     _hex(self.identities[pair.relayer_chain]),
+                                     _hex(user_recipient), par_expiry),
+            hashlock=hashlock, lock_deadline=deadline, rate_num=pair.rate_num,
+            rate_den=pair.rate_den, fee=q.fee)
+        record = self.store.create(terms)
+        log.info("swap offered swap_id=%s pair=%s user_amount=%d relayer_amount=%d", record.id,
+                 pair.name, user_amount, q.lock_amount)
+        return record
+
+    # ------------------------------------------------------------------ the job
+    def run(self, limit: int = 500) -> int:
+        """One pass over every open swap; returns how many were acted on."""
+        acted = 0
+        for record in self.store.open_swaps(limit):
+            try:
+                acted += self.step(record) not in (Action.DONE, Action.WAIT_INITIATOR_LOCK,
+                                                   Action.WAIT_INITIATOR_REDEEM,
+                                                   Action.WATCH_INITIATOR_REFUND, Action.HOLD)
+            except BridgeError as exc:  # one swap's chain trouble must not stop the others
+                log.warning("swap step failed swap_id=%s: %s", record.id, exc)
+        return acted
+
+    def step(self, record: SwapRecord) -> Action:
+        """Observe both legs of one swap, then take the machine's next action."""
+        ini, par = self.legs[record.initiator.chain], self.legs[record.participant.chain]
+        record = self._observe(record, ini, par)
+        legs = SwapStore.legs(record, anyone_can_refund=record.initiator.chain
+                              in self.anyone_can_refund)
+        action = next_action_for(legs, Now(ini.now(), par.now()))
+        match action:
+            case Action.LOCK_PARTICIPANT:
+                self._lock(record, ini, par)
+            case Action.FIND_SECRET:
+                secret = par.find_secret(_ref(record.participant))
+                if secret is not None:
+                    self.store.update_legs(record.id, secret=secret)
+            case Action.REDEEM_INITIATOR_LEG:
+                assert record.secret is not None
+                tx = ini.redeem(_ref(record.initiator), record.secret)
+                log.info("swap redeem swap_id=%s tx=%s", record.id, tx)
+            case Action.REFUND_PARTICIPANT_LEG:
+                tx = par.refund(_ref(record.participant))
+                log.info("swap refund of our leg swap_id=%s tx=%s", record.id, tx)
+            case Action.BROADCAST_USER_REFUND:
+                if record.initiator.chain in self.anyone_can_refund:
+                    tx = ini.refund(_ref(record.initiator))
+                    log.info("swap refund of the user's leg swap_id=%s tx=%s", record.id, tx)
+            case Action.EXPIRE_OFFER:
+                self.store.advance(record, S.EXPIRED, "the lock deadline passed unfunded")
+            case Action.MARK_REDEEMED:
+                self._advance_to(record, S.REDEEMED, "the user's leg is redeemed")
+            case Action.MARK_REFUNDED:
+                self._advance_to(record, S.REFUNDED, "the user's leg is refunded")
+            case _:
+                pass  # waiting: nothing to do until a chain moves
+        return action
+
+    # ------------------------------------------------------------------ helpers
+    def _observe(self, record: SwapRecord, ini: HtlcLeg, par: HtlcLeg) -> SwapRecord:
+        """Read both legs and store what changed (never a status). The user's leg is found by
+        its exact terms on its chain: a user's claim about it is never trusted."""
+        fields: dict[str, Any] = {}
+        ini_ref = _ref(record.initiator) if record.initiator.lock_tx else \
+            ini.find_lock(_leg_terms(record.initiator, record.hashlock))
+        if ini_ref is not None:
+            view = ini.observe(ini_ref)
+            if record.initiator.lock_tx is None:
+                fields.update(initiator_lock_ref=ini_ref.id,
+                              initiator_lock_tx=json.dumps({"ref": ini_ref.to_json()}))
+            if view.status != record.initiator.status:
+                fields["initiator_status"] = view.status
+            if view.secret is not None and record.secret is None:
+                fields["secret"] = view.secret
+        if record.participant.lock_tx is not None:
+            view = par.observe(_ref(record.participant))
+            if view.status != record.participant.status:
+                fields["participant_status"] = view.status
+            secret = view.secret or _secret_if_live(par, record, view)
+            if secret is not None and record.secret is None and "secret" not in fields:
+                fields["secret"] = secret
+        if not fields:
+            return record
+        return self.store.update_legs(record.id, **fields)
+
+    def _lock(self, record: SwapRecord, ini: HtlcLeg, par: HtlcLeg) -> None:
+        """Fund our leg: re-check the margin, store the prepared lock with the status move,
+        then broadcast it (a stored lock is only ever re-broadcast)."""
+        if record.participant.lock_tx is not None:
+            prepared = PreparedLock.from_json(json.loads(record.participant.lock_tx)["prepared"])
+            par.broadcast_lock(prepared)
+            return
+        check_timelocks(LegTimelock(record.initiator.expiry, ini.now(), ini.timing),
+                        LegTimelock(record.participant.expiry, par.now(), par.timing),
+                        extra_s=SAFETY_EXTRA_S)
+        prepared = par.prepare_lock(_leg_terms(record.participant, record.hashlock))
+        if record.status == S.OFFERED:
+            record = self.store.advance(record, S.INITIATOR_LOCKED, "the user's leg is confirmed")
+        record = self.store.advance(
+            record, S.PARTICIPANT_LOCKED, "our leg locked (prepared before broadcast)",
+            participant_lock_ref=prepared.ref.id,
+            participant_lock_tx=json.dumps({"ref": prepared.ref.to_json(),
+                                            "prepared": prepared.to_json()}))
+        ref = par.broadcast_lock(prepared)
+        log.info("swap lock of our leg swap_id=%s chain=%s htlc=%s", record.id, par.chain, ref.id)
+
+    def _advance_to(self, record: SwapRecord, to: SwapStatus, reason: str) -> None:
+        if to == S.REFUNDED or record.status == S.PARTICIPANT_LOCKED:
+            self.store.advance(record, to, reason)
+        else:
+            raise ValidationError(f"swap {record.id} cannot move {record.status} -> {to}")
+
+
+def next_action_for(legs: Any, now: Now) -> Action:
+    """`htlc.machine.next_action` (a seam for tests)."""
+    from htlc.machine import next_action
+
+    return next_action(legs, now)
+
+
+def _after(now: Instant, seconds: int, leg: HtlcLeg) -> Instant:
+    if isinstance(now, BlockHeight):
+        return height_after(now, seconds, leg.timing)
+    return time_after(now, seconds)
+
+
+def _leg_terms(leg: SwapLegRecord, hashlock: bytes) -> LegTerms:
+    return LegTerms(chain=leg.chain, asset=leg.asset, amount=leg.amount, hashlock=hashlock,
+                    expiry=leg.expiry, sender=_raw(leg.sender), recipient=_raw(leg.recipient))
+
+
+def _ref(leg: SwapLegRecord) -> LegRef:
+    if leg.lock_tx is None:
+        raise ValidationError("the leg has no lock yet")
+    return LegRef.from_json(json.loads(leg.lock_tx)["ref"])
+
+
+def _secret_if_live(par: HtlcLeg, record: SwapRecord, view: LegView) -> bytes | None:
+    """Watch for the user's redeem of our leg (mempool or block) while our leg is funded."""
+    if record.secret is not None or view.status not in (LegStatus.LOCKED, LegStatus.CONFIRMED):
+        return None
+    return par.find_secret(_ref(record.participant))
