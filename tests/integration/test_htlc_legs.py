@@ -19,6 +19,7 @@ import coincurve
 import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
+from hexbytes import HexBytes
 from nacl.signing import SigningKey
 from web3 import Web3
 from web3.types import RPCEndpoint
@@ -135,7 +136,15 @@ class EvmEnv:
                         self.alice_addr, self.bob_addr)
 
     def lock(self, terms: LegTerms) -> LegRef:
-        return self.alice.broadcast_lock(self.alice.prepare_lock(terms))
+        prepared = self.alice.prepare_lock(terms)
+        ref = self.alice.broadcast_lock(prepared)
+        self.included(prepared)
+        return ref
+
+    def included(self, prepared: PreparedLock) -> None:
+        """Wait (bounded) until automining anvil has mined the lock: under load it can answer
+        `eth_sendRawTransaction` before the block is there."""
+        self.w3.eth.wait_for_transaction_receipt(HexBytes(prepared.tx_ids[-1]), timeout=10)
 
     def mine(self, seconds: int = 0) -> None:
         if seconds:
@@ -259,6 +268,7 @@ def test_evm_leg_locks_an_erc20_with_its_approve_and_is_redeemed(evm: EvmEnv) ->
     prepared = evm.alice.prepare_lock(terms)
     assert len(prepared.raw_txs) == 2  # approve, then lock
     ref = evm.alice.broadcast_lock(prepared)
+    evm.included(prepared)
     found = evm.bob.find_lock(terms)
     assert found is not None and found.id == ref.id
     evm.bob.redeem(ref, secret)
