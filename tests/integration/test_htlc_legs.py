@@ -176,6 +176,7 @@ def test_evm_leg_locks_confirms_and_the_counterparty_redeem_reveals_the_secret(
     assert evm.alice.observe(prepared.ref).status is LegStatus.NONE  # signed, not sent
     ref = evm.alice.broadcast_lock(prepared)
     assert evm.alice.broadcast_lock(prepared) == ref  # idempotent: the node knows the tx
+    evm.included(prepared)
     view = evm.alice.observe(ref)
     assert (view.status, view.confirmations, view.expiry, view.amount) == (
         LegStatus.LOCKED, 1, terms.expiry, ETHER)
