@@ -10,7 +10,7 @@ Must not: hold a key beyond a call, log a preimage, choose timelocks or swap ste
 machine does), or be imported by the chain-neutral core: this is the one htlc module that
 imports web3. The ABI comes from ``contracts/artifacts/HTLC.json`` only.
 
-Conventions (/work/notes/DESIGN-htlc.md): secret = exactly 32 bytes, hashlock = SHA-256(secret)
+Conventions (Ferry HTLC rules v1, `htlc.hashlock`): secret = exactly 32 bytes, hashlock = SHA-256(secret)
 (32 bytes), timelock = absolute unix time in seconds compared with ``block.timestamp`` (redeem
 while ``block.timestamp < timelock``, refund once ``>=``), id = keccak256(abi.encode(sender,
 recipient, token, amount, hashlock, timelock, chainid, contract)). Addresses are returned as
@@ -166,7 +166,7 @@ def compute_id(
     hashlock: bytes, timelock: int,
 ) -> bytes:
     """The HTLC id the contract requires: keccak256(abi.encode(sender, recipient, token, amount,
-    hashlock, timelock, chain_id, contract)) (DESIGN-htlc.md "Swap id"; Solidity ABI spec,
+    hashlock, timelock, chain_id, contract)) (the contract's `computeId`; Solidity ABI spec,
     strict ``abi.encode``: every value one 32-byte word). Pure: no network.
 
     Args:

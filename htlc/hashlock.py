@@ -3,7 +3,7 @@
 Owns: making a secret, hashing it into a hashlock, checking a preimage against a hashlock, and
 parsing both from ``0x`` hex at the edge. Must not log, persist or print a secret (callers log
 the hashlock only), nor know any chain: every chain's HTLC uses these rules
-(/work/notes/DESIGN-htlc.md, "Hashlock").
+(Ferry HTLC rules v1: this module is their reference).
 
 Format (the same on every chain; BIP-199's Bitcoin shape checks the size in script)::
 

@@ -1,5 +1,5 @@
 """One chain's HTLC operations for the swap engine: the terms of a leg, the reference to a lock,
-what the chain shows of it, and the `HtlcLeg` Protocol (notes/DESIGN-htlc.md, "Next layer").
+what the chain shows of it, and the `HtlcLeg` Protocol (consumed by `relayer.swap_engine`).
 
 Owns: `LegTerms`, `LegRef`, `PreparedLock`, `LegView`, `HtlcLeg` and the helpers every driver
 shares (`check_terms`, `lock_status`). Must not import a chain library nor persist anything:

@@ -6,7 +6,7 @@ from a duration to an expiry (`height_after`, `time_after`), and the expiry rule
 Must not read the wall clock or a chain: every "now" is an argument (the chain's head height,
 or its latest block timestamp).
 
-Which chain uses what (/work/notes/DESIGN-htlc.md, "Timelocks"): Bitcoin HTLCs expire at an
+Which chain uses what (Ferry HTLC rules v1): Bitcoin HTLCs expire at an
 absolute block height (``OP_CHECKLOCKTIMEVERIFY``, BIP-65; never a time); EVM HTLCs at an
 absolute unix timestamp compared with ``block.timestamp`` (never a height); the ledger at an
 absolute ledger-clock second. A `BlockHeight` and a `UnixTime` never mix: comparing them,

@@ -1,5 +1,5 @@
 """Native-ledger HTLCs (hashed-timelock contracts): the ledger's side of atomic swaps and, later,
-of HTLC-driven minting (notes/DESIGN-htlc.md).
+of HTLC-driven minting (Ferry HTLC rules v1, `htlc.hashlock`).
 
 Owns: the HTLC rules and effects (`lock`, `redeem`, `refund`), their reads (`load`,
 `by_hashlock`, `locked_totals`), the state table (`TRANSITIONS`, `TERMINAL`), the journal
@@ -71,7 +71,7 @@ from validators.attestation import canonical
 
 log = logging.getLogger(__name__)
 HTLCS: Table = HtlcRow.__table__  # type: ignore[attr-defined]
-PREIMAGE_BYTES = 32  # notes/DESIGN-htlc.md: every HTLC refuses any other length
+PREIMAGE_BYTES = 32  # Ferry HTLC rules v1 (`htlc.hashlock`): every HTLC refuses any other length
 
 TRANSITIONS: Mapping[HtlcState, frozenset[HtlcState]] = {
     HtlcState.LOCKED: frozenset({HtlcState.REDEEMED, HtlcState.REFUNDED}),

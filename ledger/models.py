@@ -222,7 +222,7 @@ class DepositAddressRow(LedgerTable, table=True):
 
 
 class HtlcRow(LedgerTable, table=True):
-    """A hashed-timelock contract (rules: `ledger.htlcs`; format: notes/DESIGN-htlc.md).
+    """A hashed-timelock contract (rules: `ledger.htlcs`; format: `htlc.hashlock`).
 
     `htlc_id` is the ``htlc_lock`` tx id (sha256 of the signed bytes); `seq` the journal seq of
     the entry that created the row. `origin` is ``lock`` (debited from `sender` by a signed

@@ -18,7 +18,7 @@ Format (Ferry tx v1, docs: notes/DESIGN.md "POST /v1/ledger/transactions")::
     tx_id  = sha256(signed)                              (32 bytes; a burn's burn_id, an
                                                           htlc_lock's htlc_id)
 
-htlc_lock (notes/DESIGN-htlc.md): hashlock = sha256(32-byte preimage), lowercase hex; the
+htlc_lock (Ferry HTLC rules v1, `htlc.hashlock`): hashlock = sha256(32-byte preimage), lowercase hex; the
 timelock is absolute ledger-clock seconds (never a height). The three kinds share the account
 nonce sequence.
 
@@ -387,7 +387,7 @@ def sign_htlc_lock(
         asset: asset id (`adapters.base.asset_key`).
         amount: base units, 1..2**256-1.
         recipient: 32-byte account credited on redeem (not the sender).
-        hashlock: 32 bytes, sha256 of the 32-byte preimage (notes/DESIGN-htlc.md).
+        hashlock: 32 bytes, sha256 of the 32-byte preimage (Ferry HTLC rules v1, `htlc.hashlock`).
         timelock: absolute ledger-clock seconds; the ledger refuses it unless it is in the
             future when the lock is applied.
 

@@ -495,7 +495,7 @@ class HtlcOrigin(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Htlc:
-    """A hashed-timelock contract held by the ledger (notes/DESIGN-htlc.md).
+    """A hashed-timelock contract held by the ledger (Ferry HTLC rules v1, `htlc.hashlock`).
 
     Attributes:
         htlc_id: 32 bytes; for origin ``lock`` the tx id (sha256 of the signed bytes).

@@ -382,7 +382,7 @@ class Vault:
 
 
 def outpoint_nonce(txid_hex: str, vout: int) -> int:
-    """The lock-event nonce of a deposit output (DESIGN-btc.md, "Identity on Bitcoin").
+    """The lock-event nonce of a deposit output (Ferry Bitcoin deposits v1: the outpoint).
 
     ``int.from_bytes(bytes.fromhex(txid_hex)[:28] + vout.to_bytes(4, "big"), "big")``: the
     first 28 bytes of the txid in display (RPC) hex, then the output index big-endian.

@@ -6,7 +6,7 @@ pragma solidity 0.8.30;
 /// unix-time `timelock`. Before the timelock anyone may `redeem` with the 32-byte secret whose
 /// SHA-256 is the hashlock, paying the recipient and publishing the secret in `Redeemed`; from
 /// the timelock on anyone may `refund`, paying the sender back. Each HTLC settles exactly once.
-/// @dev Follows /work/notes/DESIGN-htlc.md: secret = exactly 32 bytes, hashlock = sha256(secret),
+/// @dev Ferry HTLC rules v1 (htlc/hashlock.py): secret = exactly 32 bytes, hashlock = sha256(secret),
 /// timelock = block.timestamp bound (never a height), and
 /// id = keccak256(abi.encode(sender, recipient, token, amount, hashlock, timelock, chainid, this)).
 /// The caller passes the id and the contract recomputes it, so an id binds every parameter
