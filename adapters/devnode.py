@@ -7,9 +7,12 @@ Must not know any chain: no RPC, no chain ids.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
+
+from adapters.errors import ConfigError
 
 
 def free_port() -> int:
@@ -69,3 +72,15 @@ class NodeProcess:
             return "<empty log>"
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:]) or "<empty log>"
+
+
+def tool_binary(name: str, env: str, default: Path, hint: str) -> Path:
+    """Path of a node binary: the environment variable `env` if set, else `default`.
+
+    Raises:
+        ConfigError: the binary does not exist or is not executable (`hint` says how to get it).
+    """
+    path = Path(os.environ.get(env) or default)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ConfigError(f"{name} not found at {path}; {hint} or set {env}")
+    return path

@@ -74,6 +74,17 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
         print(line(row))
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak RSS (VmHWM) of process `pid` in MB (2**20 bytes), 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return 0.0  # the process is gone: nothing to report
+    return 0.0
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """(wall seconds, result) of one call, by `time.perf_counter`."""
     start = time.perf_counter()

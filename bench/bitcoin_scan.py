@@ -56,17 +56,6 @@ ACCOUNTS = 1_000
 AMOUNT_SATS = 20_000
 
 
-def vm_hwm_mb(pid: int | str = "self") -> float:
-    """Peak RSS (VmHWM) of process `pid` in MB (2**20 bytes), 0 if unreadable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return 0.0  # the process is gone: nothing to report
-    return 0.0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=1_000)
@@ -172,7 +161,7 @@ def main() -> int:
                     if count != n_events:
                         raise RuntimeError(f"{name} returned {count} events, expected {n_events}")
                     samples[name].append(seconds)
-            btcd_hwm = vm_hwm_mb(node.pid or 0)
+            btcd_hwm = _support.vm_hwm_mb(node.pid or 0)
         finally:
             http.close()
             rpc.close()
@@ -191,7 +180,7 @@ def main() -> int:
     g_best, g_med = best_median(samples["btcd getblockhash + getblock h 0 (raw)"])
     print(f"\nratio ferry/btcd-getblock blocks/s: best {g_best / f_best:.2f}x, "
           f"median {g_med / f_med:.2f}x")
-    print(f"peak RSS (VmHWM): this process {vm_hwm_mb():.0f} MB (ru_maxrss "
+    print(f"peak RSS (VmHWM): this process {_support.vm_hwm_mb():.0f} MB (ru_maxrss "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB), btcd "
           f"{btcd_hwm:.0f} MB; total runtime {time.perf_counter() - t_start:.1f}s")
     print(f"RESULT bitcoin_scan: {'INFO (no numeric target)' if ok else 'FAIL (event check)'}")

@@ -87,17 +87,6 @@ _ACCOUNT = re.compile(r"^0x[0-9a-fA-F]{64}$")
 Deposit = tuple[str, str, int, bytes]
 
 
-def vm_hwm_mb(pid: int | str = "self") -> float:
-    """Peak RSS (VmHWM) of process `pid` in MB (2**20 bytes), 0 if unreadable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return 0.0  # the process is gone: nothing to report
-    return 0.0
-
-
 @dataclass(frozen=True)
 class Landed:
     """The deposits as sent and where they landed."""
@@ -327,7 +316,7 @@ def main() -> int:
             ok = ferry_ok and cosmpy_ok
             print(f"check: cosmpy GetTx deposits of every timed run equal to those sent: "
                   f"{cosmpy_ok}")
-            simd_hwm = vm_hwm_mb(node.pid or 0)
+            simd_hwm = _support.vm_hwm_mb(node.pid or 0)
         finally:
             comet.close()
             adapter.rpc.close()
@@ -347,7 +336,7 @@ def main() -> int:
     c_best, c_med = best_median(samples["cosmpy TxService GetTx per hash (gRPC)"])
     print(f"\nratio ferry/cosmpy deposits/s: best {c_best / f_best:.2f}x, "
           f"median {c_med / f_med:.2f}x")
-    print(f"peak RSS (VmHWM): this process {vm_hwm_mb():.0f} MB (ru_maxrss "
+    print(f"peak RSS (VmHWM): this process {_support.vm_hwm_mb():.0f} MB (ru_maxrss "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB), simd "
           f"{simd_hwm:.0f} MB; setup {setup_s:.1f}s; total runtime "
           f"{time.perf_counter() - t_start:.1f}s")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from adapters.config_fields import compressed_pubkeys, http_url
+
 if TYPE_CHECKING:
     from adapters.bitcoin.scripts import Vault
 
@@ -82,23 +84,12 @@ class BitcoinChainConfig(BaseModel):
     @field_validator("rpc_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("rpc_url must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @field_validator("validator_pubkeys")
     @classmethod
     def _pubkeys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        out = []
-        for key in value:
-            text = key.lower().removeprefix("0x")
-            if len(text) != 66 or text[:2] not in ("02", "03"):
-                raise ValueError(f"{key!r} is not a 33-byte compressed secp256k1 key in hex")
-            bytes.fromhex(text)
-            out.append(text)
-        if len(set(out)) != len(out):
-            raise ValueError("validator_pubkeys has duplicates")
-        return tuple(out)
+        return compressed_pubkeys(value)
 
     @model_validator(mode="after")
     def _threshold(self) -> BitcoinChainConfig:

@@ -14,7 +14,6 @@ transactions that spend old coins, which would hide fee bugs).
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -53,8 +52,8 @@ from adapters.bitcoin.config import GENESIS
 from adapters.bitcoin.errors import InsufficientFunds
 from adapters.bitcoin.keys import public_key, sign_digest
 from adapters.bitcoin.rpc import BtcRpc
-from adapters.devnode import NodeProcess, free_port
-from adapters.errors import ChainError, ConfigError, RpcUnavailable, WrongChain
+from adapters.devnode import NodeProcess, free_port, tool_binary
+from adapters.errors import ChainError, RpcUnavailable, WrongChain
 
 REGTEST_CHAIN = f"bip122:{GENESIS['regtest'][:32]}"
 COINBASE_MATURITY = 100  # blocks (consensus; regtest too)
@@ -72,12 +71,8 @@ def btcd_binary() -> Path:
     Raises:
         ConfigError: the binary does not exist or is not executable.
     """
-    path = Path(os.environ.get("FERRY_BTCD") or _DEFAULT_BTCD)
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise ConfigError(
-            f"btcd not found at {path}; run `make install` (builds it with go) or set FERRY_BTCD"
-        )
-    return path
+    return tool_binary("btcd", "FERRY_BTCD", _DEFAULT_BTCD,
+                       "run `make install` (builds it with go)")
 
 
 def address_p2wpkh(pubkey: bytes, network: str) -> str:

@@ -12,6 +12,8 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapters.config_fields import compressed_pubkeys, http_url
+
 _CHAIN_ID = re.compile(r"^[-_a-zA-Z0-9]{1,32}$")
 _DENOM = re.compile(r"^[a-zA-Z][a-zA-Z0-9/:._-]{2,127}$")  # sdk.ValidateDenom's pattern
 
@@ -102,21 +104,12 @@ class CosmosChainConfig(BaseModel):
     @field_validator("rpc_url", "rest_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return http_url(value).rstrip("/")
 
     @field_validator("validator_pubkeys")
     @classmethod
     def _pubkeys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        out = [k.lower().removeprefix("0x") for k in value]
-        for key in out:
-            if len(key) != 66 or key[:2] not in ("02", "03"):
-                raise ValueError(f"{key!r} is not a 33-byte compressed secp256k1 key in hex")
-            bytes.fromhex(key)
-        if len(set(out)) != len(out):
-            raise ValueError("validator_pubkeys has duplicates")
-        return tuple(out)
+        return compressed_pubkeys(value)
 
     @model_validator(mode="after")
     def _cross(self) -> CosmosChainConfig:

@@ -17,7 +17,6 @@ free and fee bugs show (a release of 200_000 gas pays 200 stake). Blocks every ~
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import socket
 import subprocess
@@ -44,7 +43,7 @@ from cosmpy.protos.cosmos.base.v1beta1.coin_pb2 import Coin
 from google.protobuf.any_pb2 import Any as ProtoAny
 from google.protobuf.message import Message
 
-from adapters.devnode import NodeProcess, free_port
+from adapters.devnode import NodeProcess, free_port, tool_binary
 from adapters.errors import ChainError, ConfigError, RpcUnavailable, SubmissionReverted, WrongChain
 
 DEFAULT_CHAIN_ID = "ferry-sim-1"
@@ -69,11 +68,8 @@ def simd_binary() -> Path:
     Raises:
         ConfigError: the binary does not exist or is not executable.
     """
-    path = Path(os.environ.get("FERRY_SIMD") or _DEFAULT_SIMD)
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise ConfigError(f"simd not found at {path}; run `make install` (builds it with go) "
-                          "or set FERRY_SIMD")
-    return path
+    return tool_binary("simd", "FERRY_SIMD", _DEFAULT_SIMD,
+                       "run `make install` (builds it with go)")
 
 
 def min_fee_stake(gas_limit: int, gas_price_stake: Decimal = MIN_GAS_PRICE_STAKE) -> int:

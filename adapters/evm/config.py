@@ -11,6 +11,8 @@ import re
 from eth_utils import is_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adapters.config_fields import http_url
+
 _HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -51,9 +53,7 @@ class EvmChainConfig(BaseModel):
     @field_validator("rpc_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("rpc_url must be an http:// or https:// URL")
-        return value
+        return http_url(value)
 
     @field_validator("bridge_address")
     @classmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -24,8 +23,8 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 from web3.types import RPCEndpoint, TxReceipt
 
-from adapters.devnode import NodeProcess, free_port
-from adapters.errors import ChainError, ConfigError, RpcUnavailable, SubmissionReverted, WrongChain
+from adapters.devnode import NodeProcess, free_port, tool_binary
+from adapters.errors import ChainError, RpcUnavailable, SubmissionReverted, WrongChain
 from contracts import load_artifact
 
 # Anvil's first default dev account (mnemonic "test test ... junk"). Public knowledge:
@@ -44,10 +43,7 @@ def anvil_binary() -> Path:
     Raises:
         ConfigError: the binary does not exist or is not executable.
     """
-    path = Path(os.environ.get("FERRY_ANVIL") or _DEFAULT_ANVIL)
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise ConfigError(f"anvil not found at {path}; set FERRY_ANVIL or `npm ci` in contracts/")
-    return path
+    return tool_binary("anvil", "FERRY_ANVIL", _DEFAULT_ANVIL, "run `npm ci` in contracts/")
 
 
 class AnvilNode:
