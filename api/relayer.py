@@ -109,7 +109,16 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
     return router
 
 
-def create_relayer_app(store: Store, inbox: AttestationInbox) -> FastAPI:
+def create_relayer_app(store: Store, inbox: AttestationInbox, swaps: Any = None) -> FastAPI:
+    """The relayer's app; with `swaps` (a `relayer.cli.swaps.SwapRuntime`), the swap routes
+    (`api.swaps`) too. Errors are ``{"error": {"code", "message"}}`` bodies."""
+    from api.ledger import install_error_handlers
+
     app = FastAPI(title="Ferry relayer", version="1")
     app.include_router(relayer_router(store, inbox))
+    if swaps is not None:
+        from api.swaps import swaps_router
+
+        app.include_router(swaps_router(swaps.engine, swaps.section))
+    install_error_handlers(app)
     return app

@@ -47,6 +47,7 @@ from bitcoin.core import (
     CTxInWitness,
     CTxOut,
     CTxWitness,
+    b2lx,
     lx,
 )
 from bitcoin.core.script import CScript, CScriptWitness
@@ -376,3 +377,56 @@ def preimages_in_block(raw_block: bytes, hashlocks: Collection[bytes]) -> dict[b
         raise ValidationError(f"not a bitcoin block: {exc}") from None
     wanted = {bytes(h) for h in hashlocks}
     return _preimage_in((s for tx in block.vtx for s in _stacks(tx)), wanted)
+
+
+# ----------------------------------------------------------------------------- pre-signed refunds
+
+
+def check_presigned_refund(raw_tx: bytes, htlc_outpoint: tuple[str, int], amount_sats: int,
+                           script: bytes) -> str:
+    """Check a refund the HTLC's refunder signed in advance and handed to a watchtower, so the
+    watchtower can broadcast it at the locktime; returns its txid (display hex).
+
+    SECURITY: nothing in it is trusted: it must spend exactly `htlc_outpoint` through the
+    refund branch of `script` (witness ``[sig, b"", script]``), with nLockTime a height at or
+    after the script's locktime and a non-final nSequence (so CLTV applies, BIP-65), pay out
+    no more than `amount_sats`, and carry a SIGHASH_ALL signature (BIP-143, strict DER) that
+    verifies under the script's refund key. Where it pays is the refunder's business.
+
+    Args:
+        raw_tx: the signed transaction (BIP-144 serialization).
+        htlc_outpoint: ``(txid display hex, vout)`` of the HTLC output.
+        amount_sats: the HTLC output's value (BIP-143 signs it).
+        script: the HTLC witness script.
+
+    Raises:
+        ValidationError: any rule above broken, or bytes that are not a transaction.
+    """
+    fields = parse_htlc_script(script)
+    try:
+        tx = CMutableTransaction.from_tx(decode_tx(bytes(raw_tx)))
+    except (ValueError, SerializationError) as exc:
+        raise ValidationError(f"not a transaction: {exc}") from None
+    if len(tx.vin) != 1 or not tx.vout:
+        raise ValidationError("a refund spends exactly one input (the HTLC) to at least one output")
+    txin = tx.vin[0]
+    if (b2lx(txin.prevout.hash), int(txin.prevout.n)) != (htlc_outpoint[0], htlc_outpoint[1]):
+        raise ValidationError("the refund does not spend this HTLC's output")
+    if txin.nSequence == 0xFFFFFFFF:
+        raise ValidationError("a final nSequence disables nLockTime: CLTV would fail")
+    if not fields.locktime.value <= tx.nLockTime < LOCKTIME_THRESHOLD:
+        raise ValidationError(f"nLockTime {tx.nLockTime} is not a height at or after the "
+                              f"script's {fields.locktime.value}")
+    if sum(int(o.nValue) for o in tx.vout) > amount_sats:
+        raise ValidationError("the refund pays out more than the HTLC holds")
+    stacks = list(_stacks(tx))
+    if len(stacks) != 1 or len(stacks[0]) != 3 or bytes(stacks[0][1]) != _REFUND_BRANCH or (
+            bytes(stacks[0][2]) != bytes(script)):
+        raise ValidationError("the witness is not [signature, refund branch, this HTLC script]")
+    sig = bytes(stacks[0][0])
+    if not sig or sig[-1] != SIGHASH_ALL:
+        raise ValidationError("the refund signature must be SIGHASH_ALL")
+    digest = sighash_v0(tx, 0, bytes(script), amount_sats)
+    if not keys.verify_digest(fields.refund_pub, digest, sig[:-1]):
+        raise ValidationError("the refund signature does not verify under the HTLC's refund key")
+    return b2lx(tx.GetTxid())

@@ -60,6 +60,7 @@ from htlc.bitcoin import (
     HtlcScript,
     build_redeem,
     build_refund,
+    check_presigned_refund,
     find_htlc_outputs,
     htlc_address,
     parse_htlc_script,
@@ -361,6 +362,34 @@ class BitcoinLeg:
                 raise HtlcNotExpired(f"htlc {ref.id} refunds from height {fields.locktime.value}")
             return build_refund((txid, vout), ref.amount, script, self._secret,
                                 self.wallet.script_pubkey, self.fee_rate_sat_vb)
+        return self._settle(ref, LegStatus.REFUNDED, build)
+
+    def check_presigned_refund(self, ref: LegRef, raw_tx: bytes) -> str:
+        """Check a refund of `ref` its refunder signed in advance (`htlc.bitcoin.
+        check_presigned_refund`); returns its txid.
+
+        Raises:
+            ValidationError: it does not validly refund this HTLC.
+        """
+        txid, vout, script = self._parse(ref)
+        return check_presigned_refund(raw_tx, (txid, vout), ref.amount, script)
+
+    def broadcast_presigned_refund(self, ref: LegRef, raw_tx: bytes) -> str:
+        """Send the refunder's pre-signed refund of `ref` once the tip reached the locktime (a
+        watchtower's job: the user may be offline); idempotent like `refund`.
+
+        Raises:
+            ValidationError: not a valid refund of this HTLC. HtlcNotExpired: tip < locktime.
+            HtlcAlreadySettled: a redeem spent it. UnknownHtlc, TxRejected, RpcUnavailable.
+        """
+        self.check_presigned_refund(ref, raw_tx)
+        locktime = BlockHeight(int(decode_tx(bytes(raw_tx)).nLockTime))  # >= the script's
+
+        def build() -> bytes:
+            if not expired(locktime, self.now()):
+                raise HtlcNotExpired(f"the refund of htlc {ref.id} is valid from height "
+                                     f"{locktime.value}")
+            return bytes(raw_tx)
         return self._settle(ref, LegStatus.REFUNDED, build)
 
     # ------------------------------------------------------------------ internals

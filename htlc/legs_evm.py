@@ -97,6 +97,7 @@ class EvmLeg:
             raise ConfigError(str(exc)) from exc
         self._w3 = w3
         self._key = key
+        self.contract_address = str(self._contract.address).lower()
         self.address = str(Account.from_key(key).address).lower()
         self.timing = timing if confirmation_depth is None else replace(
             timing, confirmation_depth=confirmation_depth)

@@ -21,9 +21,10 @@ fee_bps = 30, 150_000 sat quote 3 * 10**16 wei, a fee of 9 * 10**13 wei and a lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from adapters.errors import ValidationError
 from ledger.fields import MAX_AMOUNT, parse_chain, parse_token
@@ -104,12 +105,77 @@ class SwapPair(BaseModel):
         return self
 
 
+class SwapChain(BaseModel):
+    """``[[swaps.chains]]``: how the relayer trades on one chain of its pairs.
+
+    Attributes:
+        chain: CAIP-2 id (an EVM chain of ``[[chains]]``, a Bitcoin network of
+            ``[[bitcoin]]``, or ``ferry:ledger``).
+        htlc_address: EVM only: the deployed `HTLC` contract (contracts/src/HTLC.sol), 0x hex.
+        block_time_s: expected seconds between blocks, for the timelock safety margin
+            (`htlc.timelock.ChainTiming`); default 12 on EVM chains, 600 on Bitcoin, 1 on the
+            ledger when unset.
+        wallet_start_height: Bitcoin only: the first block the relayer's swap wallet scans for
+            its coins (P2WPKH of the swap key).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain: str
+    htlc_address: str | None = None
+    block_time_s: int | None = Field(default=None, ge=1)
+    wallet_start_height: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        try:
+            parse_chain(self.chain, "chain")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        is_evm = self.chain.startswith("eip155:")
+        if is_evm and self.htlc_address is None:
+            raise ValueError(f"swaps chain {self.chain}: htlc_address is required on EVM chains")
+        if self.htlc_address is not None:
+            if not is_evm:
+                raise ValueError(f"swaps chain {self.chain}: htlc_address is for EVM chains only")
+            try:
+                parse_token(self.chain, self.htlc_address.lower(), "htlc_address")
+            except ValidationError as exc:
+                raise ValueError(f"swaps chain {self.chain}: {exc}") from None
+        return self
+
+
 class SwapsSection(BaseModel):
-    """``[swaps]``: the pairs the relayer quotes (none by default: no swaps offered)."""
+    """``[swaps]``: the pairs the relayer quotes (none by default: no swaps offered), the chains
+    it trades on, and its swap keys.
+
+    Attributes:
+        keystore: the relayer's swap key file (`validators.keystore` format, encrypted): its
+            Ed25519 key is the relayer's ledger account, its secp256k1 key locks, redeems and
+            refunds on Bitcoin and EVM chains. Kept apart from the gas key of bridge releases so
+            the two never race for an EVM nonce. Required when any pair is configured.
+        passphrase: the key file's passphrase (set ``FERRY_SWAPS__PASSPHRASE``; never in a file).
+        chains: one entry per chain a pair uses.
+        pairs: the directions offered.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    keystore: Path | None = None
+    passphrase: SecretStr | None = None
+    chains: list[SwapChain] = Field(default_factory=list)
     pairs: list[SwapPair] = Field(default_factory=list)
+
+    def chain(self, caip2: str) -> SwapChain:
+        """The ``[[swaps.chains]]`` entry of `caip2`.
+
+        Raises:
+            ValidationError: none configured.
+        """
+        for c in self.chains:
+            if c.chain == caip2:
+                return c
+        raise ValidationError(f"no swaps chain {caip2!r}")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:
@@ -117,6 +183,19 @@ class SwapsSection(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"swap pair names must be unique: {', '.join(dup)}")
+        return self
+
+    @model_validator(mode="after")
+    def _chains_cover_pairs(self) -> Self:
+        known = {c.chain for c in self.chains}
+        if len(known) != len(self.chains):
+            raise ValueError("swaps.chains: one entry per chain")
+        for p in self.pairs:
+            for chain in (p.user_chain, p.relayer_chain):
+                if chain not in known:
+                    raise ValueError(f"pair {p.name}: no [[swaps.chains]] entry for {chain}")
+        if self.pairs and self.keystore is None:
+            raise ValueError("swaps.keystore is required when swap pairs are configured")
         return self
 
     def pair(self, name: str) -> SwapPair:

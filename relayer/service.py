@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -38,7 +39,8 @@ def guarded(engine: Engine, name: str, chain: str, job: Callable[[], object]) ->
     return run
 
 
-def schedule(engine: Engine, interval_s: float, ledger_interval_s: float) -> BackgroundScheduler:
+def schedule(engine: Engine, interval_s: float, ledger_interval_s: float,
+             swaps: Any = None) -> BackgroundScheduler:
     """Start one job per chain (watch, confirm, release) every chain's `poll_interval_s`, the
     mint job every `interval_s` and the ledger-burns job every `ledger_interval_s`."""
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
@@ -52,17 +54,25 @@ def schedule(engine: Engine, interval_s: float, ledger_interval_s: float) -> Bac
     sched.add_job(guarded(engine, "burns", "ferry:ledger", engine.watch_ledger), "interval",
                   seconds=ledger_interval_s, id="burns", **opts)
     sched.add_job(engine.refresh_gauges, "interval", seconds=5, id="gauges", **opts)
+    if swaps is not None:
+        sched.add_job(guarded(engine, "swaps", "swaps", swaps.run), "interval",
+                      seconds=interval_s, id="swaps", **opts)
     sched.start()
     return sched
 
 
 def run_relayer(engine: Engine, inbox: AttestationInbox, host: str, port: int,
-                metrics_port: int, interval_s: float, ledger_interval_s: float) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs."""
+                metrics_port: int, interval_s: float, ledger_interval_s: float,
+                swaps: Any = None) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs.
+
+    Args:
+        swaps: a `relayer.cli.swaps.SwapRuntime` to run and serve, or None (no swaps).
+    """
     start_http_server(metrics_port, addr=host, registry=engine.metrics.registry)
-    sched = schedule(engine, interval_s, ledger_interval_s)
+    sched = schedule(engine, interval_s, ledger_interval_s, swaps)
     try:
-        uvicorn.run(create_relayer_app(engine.store, inbox), host=host, port=port,
+        uvicorn.run(create_relayer_app(engine.store, inbox, swaps), host=host, port=port,
                     log_level="warning")
     finally:
         sched.shutdown(wait=True)

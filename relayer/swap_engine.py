@@ -37,6 +37,13 @@ from relayer.swap_store import SwapLegRecord, SwapLegTerms, SwapRecord, SwapStor
 
 log = logging.getLogger(__name__)
 S = SwapStatus
+
+
+class UnknownSwap(ValidationError):
+    """No swap with this id."""
+
+    code = "unknown_swap"
+
 SAFETY_EXTRA_S = 60  # slack added to the safety margin on top of both chains' settle times
 
 
@@ -80,6 +87,8 @@ class SwapEngine:
                 timelocks would not leave the safety margin.
         """
         q = quote(pair, user_amount)
+        _check_identity(pair.user_chain, user_sender, "user_sender")
+        _check_identity(pair.relayer_chain, user_recipient, "user_recipient")
         ini, par = self.legs[pair.user_chain], self.legs[pair.relayer_chain]
         now_i, now_p = ini.now(), par.now()
         ini_expiry = _after(now_i, pair.user_timelock_s, ini)
@@ -140,6 +149,11 @@ class SwapEngine:
                 if record.initiator.chain in self.anyone_can_refund:
                     tx = ini.refund(_ref(record.initiator))
                     log.info("swap refund of the user's leg swap_id=%s tx=%s", record.id, tx)
+                elif record.user_refund is not None:
+                    tx = _presigned(ini).broadcast_presigned_refund(
+                        _ref(record.initiator), bytes.fromhex(record.user_refund))
+                    log.info("swap pre-signed refund of the user's leg sent swap_id=%s tx=%s",
+                             record.id, tx)
             case Action.EXPIRE_OFFER:
                 self.store.advance(record, S.EXPIRED, "the lock deadline passed unfunded")
             case Action.MARK_REDEEMED:
@@ -149,6 +163,40 @@ class SwapEngine:
             case _:
                 pass  # waiting: nothing to do until a chain moves
         return action
+
+    # ------------------------------------------------------------------ watchtower
+    def accept_user_refund(self, swap_id: str, raw_tx: bytes) -> SwapRecord:
+        """Store the user's pre-signed refund of their leg, to broadcast at its timelock if the
+        user is offline then (Bitcoin, where only the refund key can refund).
+
+        SECURITY: checked against the lock as found on chain (`HtlcLeg.find_lock`), never
+        against what the user says: it must spend that HTLC output through its refund branch
+        with a valid signature of the refund key (`htlc.bitcoin.check_presigned_refund`).
+        Storing it again replaces the previous one (the user may re-sign, e.g. at a new fee).
+
+        Raises:
+            UnknownSwap: no such swap. ValidationError: the user's chain needs no pre-signed
+                refund (anyone can refund there), the swap is settled, the user's lock is not
+                seen yet, or the transaction is not a valid refund of it.
+        """
+        record = self.store.get(swap_id)
+        if record is None:
+            raise UnknownSwap(f"no swap {swap_id}")
+        ini = self.legs[record.initiator.chain]
+        if record.initiator.chain in self.anyone_can_refund or not hasattr(
+                ini, "check_presigned_refund"):
+            raise ValidationError(f"no pre-signed refund is needed on {record.initiator.chain}: "
+                                  "anyone can refund an expired lock there")
+        if record.status in (S.REDEEMED, S.REFUNDED):
+            raise ValidationError(f"swap {swap_id} is settled ({record.status})")
+        record = self._observe(record, ini, self.legs[record.participant.chain])
+        if record.initiator.lock_tx is None:
+            raise ValidationError("your lock is not seen on chain yet: lock first, then send "
+                                  "its pre-signed refund")
+        txid = _presigned(ini).check_presigned_refund(_ref(record.initiator), bytes(raw_tx))
+        record = self.store.update_legs(record.id, user_refund=bytes(raw_tx).hex())
+        log.info("swap pre-signed refund stored swap_id=%s refund_tx=%s", record.id, txid)
+        return record
 
     # ------------------------------------------------------------------ helpers
     def _observe(self, record: SwapRecord, ini: HtlcLeg, par: HtlcLeg) -> SwapRecord:
@@ -227,6 +275,24 @@ def _ref(leg: SwapLegRecord) -> LegRef:
     if leg.lock_tx is None:
         raise ValidationError("the leg has no lock yet")
     return LegRef.from_json(json.loads(leg.lock_tx)["ref"])
+
+
+def _check_identity(chain: str, raw: bytes, name: str) -> None:
+    """SECURITY: an identity the chain's HTLC can use (`htlc.legs`): EVM 20 bytes, Bitcoin a
+    valid 33-byte compressed secp256k1 key, ledger 32 bytes; else a swap could never lock."""
+    namespace = chain.split(":", 1)[0]
+    want = {"eip155": 20, "bip122": 33, "ferry": 32}.get(namespace)
+    if not isinstance(raw, bytes) or len(raw) != want:
+        raise ValidationError(f"{name} on {chain} must be {want} bytes")
+    if namespace == "bip122" and raw[0] not in (2, 3):
+        raise ValidationError(f"{name} on {chain} must be a compressed secp256k1 public key")
+
+
+def _presigned(leg: HtlcLeg) -> Any:
+    """The leg as a chain that takes pre-signed refunds (`htlc.legs_bitcoin.BitcoinLeg`)."""
+    if not hasattr(leg, "broadcast_presigned_refund"):
+        raise ValidationError(f"{leg.chain} takes no pre-signed refunds")
+    return leg
 
 
 def _secret_if_live(par: HtlcLeg, record: SwapRecord, view: LegView) -> bytes | None:

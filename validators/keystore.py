@@ -443,3 +443,14 @@ def load_keystore(path: Path, passphrase: str | bytes) -> ValidatorKeys:
     ):
         raise KeystoreError(f"corrupt keystore {path}: public fields do not match the keys")
     return keys
+
+
+def hot_wallet_secrets(keys: ValidatorKeys) -> tuple[bytes, bytes]:
+    """(32-byte Ed25519 seed, 32-byte secp256k1 key) of a key file used as a hot wallet: the
+    relayer's swap keys (`relayer.quotes.SwapsSection.keystore`), whose HTLC drivers sign with
+    the raw keys (`htlc.legs_*`). Never call it for a validator's keys.
+
+    SECURITY: the caller holds private keys from here on; never log or persist them.
+    """
+    plain = keys._plaintext()
+    return plain[:SEED_BYTES], plain[SEED_BYTES:]

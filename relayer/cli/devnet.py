@@ -33,6 +33,13 @@ from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_ke
 ETH_CHAIN_ID = 31337
 BSC_CHAIN_ID = 31338
 EVM_FUNDS_WEI = 1_000 * 10**18
+SWAP_WALLET_SATS = 10 * 10**8  # the relayer's BTC for ETH->BTC swaps
+
+
+def _hash160(data: bytes) -> bytes:
+    from bitcoin.core import Hash160
+
+    return bytes(Hash160(data))
 
 
 @dataclass
@@ -52,6 +59,7 @@ class DevnetInfo:
     pids: dict[str, int] = field(default_factory=dict)
     bitcoin: dict[str, str] = field(default_factory=dict)  # rpc_url, chain, vault_address
     cosmos: dict[str, str] = field(default_factory=dict)  # rpc_url, rest_url, chain, escrow
+    htlcs: dict[str, str] = field(default_factory=dict)  # chain name -> HTLC contract
 
 
 def write_evm_keystore(path: Path, passphrase: str) -> str:
@@ -142,16 +150,17 @@ class Devnet:
             evm.fund(w3, submitter_address, EVM_FUNDS_WEI)
             rpc[name] = node.rpc_url
         ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics")}
+        htlcs = self._deploy_swaps(keydir)
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
-                          + self._bitcoin_text() + self._cosmos_text())
+                          + self._bitcoin_text() + self._cosmos_text() + self._swaps_text(htlcs))
         self.info = DevnetInfo(
             root=str(self.root), config=str(config), rpc=rpc,
             chain_ids={"ethereum": ETH_CHAIN_ID, "bsc": BSC_CHAIN_ID}, bridges=bridges,
             test_token=test_token, ledger_url=f"http://127.0.0.1:{ports['ledger']}",
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-            validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
+            htlcs=htlcs, validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
                          "evm_address": k.evm_address,
                          "secp256k1_pubkey": k.secp256k1_public.hex()}
                         for i, k in enumerate(self.keys)])
@@ -227,6 +236,45 @@ class Devnet:
             f'\n[[assets]]\nsymbol = "wSTAKE"\norigin_chain = "{self.simd.caip2}"\n'
             f'origin_token = "stake"\ndecimals = 6\n')
 
+    def _deploy_swaps(self, keydir: Path) -> dict[str, str]:
+        """Deploy the HTLC contract on both anvil chains and create the relayer's swap key file;
+        fund its EVM address on both chains and its Bitcoin P2WPKH address (10 BTC, confirmed).
+        Returns chain name -> HTLC contract address."""
+        from htlc.evm import deploy_htlc
+
+        assert self.faucet is not None
+        swap_keys = new_keystore(keydir / "relayer-swaps.json", self.passphrase, kdf=self.kdf)
+        htlcs = {}
+        for name, node in self.nodes.items():
+            w3 = evm.connect(node.rpc_url)
+            htlcs[name] = deploy_htlc(w3, sender_key=evm.ANVIL_DEV_KEY).lower()
+            evm.fund(w3, swap_keys.evm_address, EVM_FUNDS_WEI)
+        self.faucet.pay(b"\x00\x14" + _hash160(swap_keys.secp256k1_public), SWAP_WALLET_SATS)
+        self.faucet.mine(1)
+        return htlcs
+
+    def _swaps_text(self, htlcs: dict[str, str]) -> str:
+        """The ``[swaps]`` section: the relayer trades BTC (regtest) against ETH (anvil) both
+        ways at 20 ETH per BTC, 0.3% fee. Devnet clocks: 1 s per block on every chain (btcd
+        mines on demand), so timelocks are short; the relayer re-checks the margin."""
+        assert self.btcd is not None
+        btc, eth = self.btcd.chain, f"eip155:{ETH_CHAIN_ID}"
+        common = ("fee_bps = 30\nuser_timelock_s = 600\nrelayer_timelock_s = 300\n"
+                  "lock_deadline_s = 120\n")
+        return (
+            f'\n[swaps]\nkeystore = "{self.root}/keys/relayer-swaps.json"\n'
+            f'\n[[swaps.chains]]\nchain = "{btc}"\nblock_time_s = 1\n'
+            f'\n[[swaps.chains]]\nchain = "{eth}"\nhtlc_address = "{htlcs["ethereum"]}"\n'
+            f"block_time_s = 1\n"
+            f'\n[[swaps.pairs]]\nname = "BTC/ETH"\nuser_chain = "{btc}"\nuser_asset = "btc"\n'
+            f'relayer_chain = "{eth}"\nrelayer_asset = "{NATIVE_TOKEN}"\n'
+            f"rate_num = 200000000000\nrate_den = 1\nmin_amount = 10000\n"
+            f"max_amount = 100000000\n{common}"
+            f'\n[[swaps.pairs]]\nname = "ETH/BTC"\nuser_chain = "{eth}"\n'
+            f'user_asset = "{NATIVE_TOKEN}"\nrelayer_chain = "{btc}"\nrelayer_asset = "btc"\n'
+            f"rate_num = 1\nrate_den = 200000000000\nmin_amount = 10000000000000000\n"
+            f"max_amount = 20000000000000000000\n{common}")
+
     def mine_bitcoin(self, blocks: int) -> list[str]:
         """Mine `blocks` regtest blocks now (btcd mines on demand only)."""
         assert self.faucet is not None
@@ -234,7 +282,8 @@ class Devnet:
 
     # ------------------------------------------------------------------ services
     def service_env(self) -> dict[str, str]:
-        return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase}
+        return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase,
+                "FERRY_SWAPS__PASSPHRASE": self.passphrase}
 
     def validator_env(self, i: int) -> dict[str, str]:
         assert self.info is not None

@@ -152,13 +152,15 @@ def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
 
 
 def run_relayer_process(cfg: FerryConfig) -> None:
+    from relayer.cli.swaps import build_swap_runtime
     from relayer.service import run_relayer
 
     engine, inbox = build_relayer(cfg)
-    log.info("relayer starting chains=%s port=%d metrics_port=%d", list(engine.chains),
-             cfg.relayer.port, cfg.relayer.metrics_port)
+    swaps = build_swap_runtime(cfg)
+    log.info("relayer starting chains=%s port=%d metrics_port=%d swaps=%s", list(engine.chains),
+             cfg.relayer.port, cfg.relayer.metrics_port, swaps is not None)
     run_relayer(engine, inbox, cfg.relayer.host, cfg.relayer.port, cfg.relayer.metrics_port,
-                cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s)
+                cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s, swaps)
 
 
 def run_validator_process(cfg: FerryConfig) -> None:

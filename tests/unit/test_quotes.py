@@ -4,13 +4,14 @@ pairs, and the ``[swaps]`` config section's validation (one clear line per error
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
 from adapters.errors import ConfigError, ValidationError
 from relayer.config import load_config
-from relayer.quotes import ExpiryHint, SwapPair, SwapsSection, quote
+from relayer.quotes import ExpiryHint, SwapChain, SwapPair, SwapsSection, quote
 
 BTC = "bip122:000000000019d6689c085ae165831e93"
 ETH = "eip155:1"
@@ -98,8 +99,10 @@ def test_an_amount_that_leaves_nothing_after_rate_and_fee_is_refused():
 
 
 def test_pairs_are_found_by_name_and_an_unknown_name_is_refused():
-    swaps = SwapsSection(pairs=[pair(), pair(name="ETH/BTC", user_chain=ETH, user_asset=ZERO,
-                                             relayer_chain=BTC, relayer_asset="btc")])
+    swaps = SwapsSection(
+        keystore=Path("swap.json"), chains=SWAP_CHAINS,
+        pairs=[pair(), pair(name="ETH/BTC", user_chain=ETH, user_asset=ZERO,
+                            relayer_chain=BTC, relayer_asset="btc")])
     assert swaps.pair("ETH/BTC").user_chain == ETH
     with pytest.raises(ValidationError, match="unknown swap pair 'BTC/DOGE'"):
         swaps.pair("BTC/DOGE")
@@ -141,6 +144,15 @@ chain_id = 1
 rpc_url = "http://127.0.0.1:8545"
 bridge_address = "0x0000000000000000000000000000000000000001"
 """
+SWAPS = """
+[swaps]
+keystore = "swap.json"
+[[swaps.chains]]
+chain = "ferry:ledger"
+[[swaps.chains]]
+chain = "eip155:1"
+htlc_address = "0x00000000000000000000000000000000000000c1"
+"""
 PAIR = """
 [[swaps.pairs]]
 name = "WBTC/ETH"
@@ -161,7 +173,7 @@ lock_deadline_s = 3600
 
 def test_a_swaps_section_loads_from_toml(tmp_path):
     path = tmp_path / "ferry.toml"
-    path.write_text(CHAINS + PAIR)
+    path.write_text(CHAINS + SWAPS + PAIR)
     cfg = load_config(path)
     p = cfg.swaps.pair("WBTC/ETH")
     assert (p.enabled, p.rate_num, p.user_chain) == (True, 200_000_000_000, "ferry:ledger")
@@ -169,23 +181,23 @@ def test_a_swaps_section_loads_from_toml(tmp_path):
 
 
 @pytest.mark.parametrize("toml,message", [
-    (CHAINS + PAIR.replace("rate_den = 1", "rate_den = 0"),
+    (CHAINS + SWAPS + PAIR.replace("rate_den = 1", "rate_den = 0"),
      "swaps.pairs.0.rate_den: Input should be greater than 0"),
-    (CHAINS + PAIR.replace("min_amount = 100000", "min_amount = 200000000"),
+    (CHAINS + SWAPS + PAIR.replace("min_amount = 100000", "min_amount = 200000000"),
      ("swaps.pairs.0: Value error, pair WBTC/ETH: min_amount 200000000 is above max_amount "
      "100000000")),
-    (CHAINS + PAIR.replace("user_timelock_s = 86400", "user_timelock_s = 43200"),
+    (CHAINS + SWAPS + PAIR.replace("user_timelock_s = 86400", "user_timelock_s = 43200"),
      "pair WBTC/ETH: user_timelock_s (43200) must be longer than relayer_timelock_s (43200)"),
-    (CHAINS + PAIR.replace("lock_deadline_s = 3600", "lock_deadline_s = 50000"),
+    (CHAINS + SWAPS + PAIR.replace("lock_deadline_s = 3600", "lock_deadline_s = 50000"),
      "pair WBTC/ETH: lock_deadline_s (50000) must be shorter than relayer_timelock_s (43200)"),
-    (CHAINS + PAIR.replace("fee_bps = 30", "fee_bsp = 30"),
+    (CHAINS + SWAPS + PAIR.replace("fee_bps = 30", "fee_bsp = 30"),
      "swaps.pairs.0.fee_bps: Field required"),
-    (CHAINS + PAIR.replace("fee_bps = 30", "fee_bps = 30\nfee = 1"),
+    (CHAINS + SWAPS + PAIR.replace("fee_bps = 30", "fee_bps = 30\nfee = 1"),
      "swaps.pairs.0.fee: Extra inputs are not permitted"),
-    (CHAINS + PAIR.replace("rate_num = 200000000000", "rate_num = 2.5"),
+    (CHAINS + SWAPS + PAIR.replace("rate_num = 200000000000", "rate_num = 2.5"),
      "swaps.pairs.0.rate_num: Input should be a valid integer"),
-    (CHAINS + PAIR + PAIR, "swap pair names must be unique: WBTC/ETH"),
-    (PAIR, "swap pair WBTC/ETH: relayer_chain eip155:1 is not configured"),
+    (CHAINS + SWAPS + PAIR + PAIR, "swap pair names must be unique: WBTC/ETH"),
+    (SWAPS + PAIR, "swap pair WBTC/ETH: relayer_chain eip155:1 is not configured"),
     ("[swaps]\npair = 1\n", "swaps.pair: Extra inputs are not permitted"),
 ])
 def test_bad_swaps_config_is_one_clear_line(tmp_path, toml, message):
@@ -194,3 +206,24 @@ def test_bad_swaps_config_is_one_clear_line(tmp_path, toml, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load_config(path)
     assert "\n" not in str(err.value)
+
+
+SWAP_CHAINS = [SwapChain(chain=BTC), SwapChain(chain=ETH, htlc_address="0x" + "c1" * 20)]
+
+
+def test_swaps_section_needs_a_chain_entry_per_pair_chain_and_a_keystore():
+    with pytest.raises(PydanticValidationError, match="no \\[\\[swaps.chains\\]\\] entry for eip155:1"):
+        SwapsSection(keystore=Path("k.json"), chains=SWAP_CHAINS[:1], pairs=[pair()])
+    with pytest.raises(PydanticValidationError, match="swaps.keystore is required"):
+        SwapsSection(chains=SWAP_CHAINS, pairs=[pair()])
+    assert SwapsSection(keystore=Path("k.json"), chains=SWAP_CHAINS, pairs=[pair()]).chain(ETH) \
+        .htlc_address == "0x" + "c1" * 20
+
+
+def test_swap_chain_checks_the_htlc_address_by_chain_family():
+    with pytest.raises(PydanticValidationError, match="htlc_address is required on EVM chains"):
+        SwapChain(chain=ETH)
+    with pytest.raises(PydanticValidationError, match="htlc_address is for EVM chains only"):
+        SwapChain(chain=BTC, htlc_address="0x" + "c1" * 20)
+    with pytest.raises(PydanticValidationError, match="htlc_address"):
+        SwapChain(chain=ETH, htlc_address="0x1234")
