@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from adapters.errors import BridgeError, ConfigError
+from relayer.cli.swap_cmds import swap_app
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Ferry: a cross-chain bridge and atomic-swap relayer.")
@@ -26,7 +27,9 @@ validator_app = typer.Typer(no_args_is_help=True, help="A validator process.")
 keys_app = typer.Typer(no_args_is_help=True, help="Encrypted key files.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The native ledger.")
 btc_app = typer.Typer(no_args_is_help=True, help="Bitcoin: deposit addresses.")
-for sub, name in ((devnet_app, "devnet"), (relayer_app, "relayer"), (validator_app, "validator"),
+
+for sub, name in ((swap_app, "swap"),
+                  (devnet_app, "devnet"), (relayer_app, "relayer"), (validator_app, "validator"),
                   (keys_app, "keys"), (ledger_app, "ledger"), (btc_app, "btc")):
     app.add_typer(sub, name=name)
 

@@ -7,7 +7,9 @@ Ethereum address, waits for the release, checks the received amount and every as
 then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
 Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); then
 sends 100 STAKE to the Cosmos escrow with the account in the memo, waits for 100 wSTAKE, burns 40
-to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); and stops everything.
+to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); then swaps 0.01 BTC for
+ETH against the relayer through its swap API and shows a second user walking away, both sides
+refunded (`relayer.cli.demo_swaps`); and stops everything.
 
 Owns: the narrative. Must not reach into any service's database: it sees what a user sees
 (chain RPC, ledger API, relayer API).
@@ -38,6 +40,7 @@ from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.demo_bitcoin import run_bitcoin_story
 from relayer.cli.demo_cosmos import run_cosmos_story
+from relayer.cli.demo_swaps import run_swap_story
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
 from relayer.solvency import supply_report
@@ -199,4 +202,5 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
         raise DemoFailed("supply check failed")
     run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
     run_cosmos_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
+    run_swap_story(out, net, cfg, fmt, DemoFailed)
     out.step("demo complete: every asset's ledger supply equals its bridge custody")
