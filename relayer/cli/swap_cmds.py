@@ -44,7 +44,8 @@ def _echo(doc: dict[str, Any]) -> None:
 
 
 def _summary(swap: dict[str, Any]) -> dict[str, Any]:
-    return {"id": swap["id"], "status": swap["status"], "next_action": swap["next_action"],
+    return {"id": swap["id"], "status": swap["status"], "hashlock": swap["hashlock"],
+            "next_action": swap["next_action"],
             "user_action": swap["user_action"], "initiator": swap["initiator"],
             "participant": swap["participant"]}
 

@@ -55,6 +55,14 @@ def test_demo_bridges_eth_erc20_and_bnb_in_and_back_out(tmp_path):
     released = steps["released on Bitcoin (3-of-5 multisig, BIP-143 signatures)"]
     assert released["received_sats"] + released["miner_fee_sats"] == 25_000_000
     assert 0 < released["miner_fee_sats"] < 100_000
+    swapped = steps["relayer learnt the secret from the ETH redeem and redeemed the BTC"]
+    assert (swapped["status"], swapped["btc_leg"], swapped["eth_leg"]) == (
+        "swap.redeemed", "leg.redeemed", "leg.redeemed")
+    eth_back = steps["devnet EVM clock moved past the relayer's timelock: relayer refunded its ETH"]
+    assert eth_back["eth_leg"] == "leg.refunded"
+    btc_back = steps["BTC timelock reached: relayer broadcast the user's pre-signed refund"]
+    assert btc_back["status"] == "swap.refunded"
+    assert 0 < btc_back["miner_fee_sats"] < 10_000
 
 
 def _lock(net: Devnet, w3: Web3, bridge_addr: str, amount: int, recipient: bytes) -> str:
