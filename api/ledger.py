@@ -9,7 +9,8 @@ Routes (prefix ``/v1/ledger``): GET status, POST mints, POST transactions, GET a
 GET burns?after_seq&limit, GET burns/{burn_id}, GET assets, POST validator-set,
 GET journal?after_seq&limit, POST deposit-accounts, GET deposit-accounts?chain&after_seq&limit,
 POST htlcs/{htlc_id}/redeem, POST htlcs/{htlc_id}/refund, GET htlcs/{htlc_id},
-GET htlcs?hashlock&after_seq&limit (an ``htlc_lock`` is submitted through POST transactions).
+GET htlcs?hashlock&after_seq&limit (an ``htlc_lock`` is submitted through POST transactions),
+POST mint-intents, GET mint-intents?chain&after_seq&limit, GET mint-intents/{intent_id}.
 Status codes: 400 invalid input (an unconfigured bridge chain included: ``unknown_bridge``;
 ``bad_preimage``, ``timelock_too_short``), 404 unknown asset/account/route, ``unknown_burn``
 and ``unknown_htlc``, 409 conflicts with the current state (bad nonce, insufficient balance,
@@ -46,6 +47,7 @@ from htlc.errors import (
     TimelockTooShort,
     UnknownHtlc,
 )
+from htlc.mint_intent import MintIntent
 from ledger.errors import WrongEpoch
 from ledger.fields import parse_account
 from ledger.service import MAX_PAGE, Ledger
@@ -363,6 +365,58 @@ def get_deposit_accounts(
     page = ledger.deposit_accounts(chain, after_seq, limit)
     return DepositAccountsOut(
         accounts=[DepositAccountOut.model_validate(r.to_json()) for r in page])
+
+
+class MintIntentIn(_In):
+    """Terms of an HTLC mint (`htlc.mint_intent.MintIntent`): hex fields ``0x``, integers as
+    decimal strings."""
+
+    chain: StrictStr = Field(max_length=64)
+    account: StrictStr = Field(max_length=66)
+    hashlock: StrictStr = Field(max_length=66)
+    refund_pubkey: StrictStr = Field(max_length=68)
+    btc_expiry: StrictStr = Field(max_length=20)
+    ledger_timelock: StrictStr = Field(max_length=20)
+
+
+class MintIntentOut(BaseModel):
+    seq: int
+    intent_id: str
+    intent: dict[str, str]
+    registered_at: float
+    created: bool
+
+
+class MintIntentsOut(BaseModel):
+    intents: list[MintIntentOut]
+
+
+@router.post("/mint-intents", response_model=MintIntentOut)
+def post_mint_intent(body: MintIntentIn, ledger: LedgerDep) -> MintIntentOut:
+    """Register an HTLC mint intent (`ledger.mint_intents`); idempotent for identical terms
+    (``created: false``). Scanners derive its mint-HTLC address (`htlc.mint`)."""
+    registration = ledger.register_mint_intent(MintIntent.from_json(body.model_dump()))
+    return MintIntentOut.model_validate(registration.to_json())
+
+
+@router.get("/mint-intents", response_model=MintIntentsOut)
+def get_mint_intents(
+    ledger: LedgerDep, chain: Annotated[str, Query(max_length=64)], after_seq: AfterSeq = 0,
+    limit: Limit = 100,
+) -> MintIntentsOut:
+    """Intents on `chain` with registry seq > `after_seq`, ascending by seq."""
+    page = ledger.mint_intents(chain, after_seq, limit)
+    return MintIntentsOut(intents=[MintIntentOut.model_validate(r.to_json()) for r in page])
+
+
+@router.get("/mint-intents/{intent_id}", response_model=MintIntentOut,
+            responses={404: {"model": ErrorOut}})
+def get_mint_intent(intent_id: str, ledger: LedgerDep) -> MintIntentOut | JSONResponse:
+    """One intent by its 32-byte id; 404 ``unknown_mint_intent`` if none."""
+    registration = ledger.mint_intent(parse_hex(intent_id, 32))
+    if registration is None:
+        return error_response(404, "unknown_mint_intent", f"no mint intent {intent_id}")
+    return MintIntentOut.model_validate(registration.to_json())
 
 
 HTLC_RESPONSES: dict[int | str, dict[str, object]] = {404: {"model": ErrorOut},

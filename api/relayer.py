@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
-from relayer.coins import SIGNING, CoinStore
+from relayer.coins import BACKING, SIGNING, CoinStore
 from relayer.inbox import AttestationInbox
 from relayer.store import Store
 
@@ -93,14 +93,15 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
 
     @router.get("/v1/custody/coins")
     def custody_coins(chain: str = Query(..., min_length=3, max_length=64)) -> dict[str, Any]:
-        """The coins the relayer believes the vault holds (unspent or reserved for a spend in
-        flight) and the pending releases, for anyone to check against their own node."""
+        """The coins the relayer believes back the wrapped supply (vault coins unspent or
+        reserved for a spend in flight, and funded mint-HTLC coins whose ledger HTLC was not
+        burned) and the pending releases, for anyone to check against their own node."""
         coins = CoinStore(store)
         return {"chain": chain, "pending_release": str(coins.pending_releases(chain)),
                 "fee_reserve": str(coins.fee_reserve(chain)),
                 "coins": [{"txid": c.txid, "vout": c.vout, "amount": str(c.amount),
                            "account": None if c.account is None else "0x" + c.account.hex()}
-                          for c in coins.coins(chain, ("unspent", "reserved"))]}
+                          for c in coins.coins(chain, BACKING)]}
 
     @router.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 
 PUBKEY_LEN = 33
 BLOCKS_PER_BATCH = 50  # blocks fetched per `BtcRpc.raw_blocks` round trip
+BLOCK_CACHE = 256  # decoded blocks kept, by hash (the most recently decoded)
 _PLACEHOLDER_SIG = b"\x00" * 73  # the largest DER signature + sighash byte, for fee estimates
 
 
@@ -224,6 +225,10 @@ class BitcoinLeg:
             timing, confirmation_depth=confirmation_depth)
         self.fee_rate_sat_vb, self.wallet, self._scan_blocks = fee_rate_sat_vb, wallet, scan_blocks
         self.chain = rpc.chain
+        # Decoded transactions by id: a txid's (and a block hash's) content never changes, so
+        # each is fetched and decoded once, not once per swap per pass (bench/swaps.py).
+        self._mempool_cache: dict[str, CTransaction] = {}
+        self._block_cache: dict[str, list[CTransaction]] = {}
 
     def now(self) -> BlockHeight:
         """The node's tip height (``getblockcount``)."""
@@ -469,15 +474,24 @@ class BitcoinLeg:
     def _block_txs(self, first: int, last: int) -> Iterator[tuple[int, CTransaction]]:
         for start in range(first, last + 1, BLOCKS_PER_BATCH):
             stop = min(last, start + BLOCKS_PER_BATCH - 1)
-            for offset, (_, raw) in enumerate(self._rpc.raw_blocks(start, stop)):
-                for tx in CBlock.deserialize(raw).vtx:
-                    yield start + offset, tx
+            for offset, (block_hash, raw) in enumerate(self._rpc.raw_blocks(start, stop)):
+                txs = self._block_cache.get(block_hash)
+                if txs is None:
+                    txs = self._block_cache[block_hash] = list(CBlock.deserialize(raw).vtx)
+                    if len(self._block_cache) > BLOCK_CACHE:
+                        del self._block_cache[next(iter(self._block_cache))]  # the oldest
+                yield from ((start + offset, tx) for tx in txs)
 
     def _mempool_txs(self) -> Iterator[CTransaction]:
-        for txid in sorted(self._rpc.mempool_txids()):
+        ids = self._rpc.mempool_txids()
+        cache = {txid: tx for txid, tx in self._mempool_cache.items() if txid in ids}
+        for txid in sorted(ids - cache.keys()):
             raw = self._rpc.raw_transaction(txid)
             if raw is not None:  # mined or evicted since the listing
-                yield decode_tx(raw)
+                cache[txid] = decode_tx(raw)
+        self._mempool_cache = cache
+        for txid in sorted(cache):
+            yield cache[txid]
 
 
 def _script(terms: LegTerms) -> bytes:

@@ -33,8 +33,10 @@ from htlc.errors import (
     TimelockTooShort,
     UnknownHtlc,
 )
+from htlc.mint_intent import MintIntent
 from ledger.errors import error_class_for_code
 from ledger.fields import account_hex
+from ledger.mint_intents import IntentRegistration
 from ledger.transactions import SignedTx
 from ledger.types import (
     UNKNOWN_BURN_CODE,
@@ -199,6 +201,50 @@ class LedgerClient:
         for item in items:
             if item.chain != chain or item.seq <= last:
                 raise BridgeError("deposit-accounts answer is out of order or for another chain")
+            last = item.seq
+        return items
+
+    def register_mint_intent(self, intent: MintIntent) -> IntentRegistration:
+        """``POST /v1/ledger/mint-intents``: register HTLC mint terms; idempotent.
+
+        Raises:
+            UnknownBridge, ValidationError, InvalidAddress: refused (`ledger.mint_intents`).
+            BridgeError: the answer is for other terms or does not parse.
+        """
+        body = self._call("POST", "/mint-intents", json=intent.to_json())
+        registration = _parse(IntentRegistration.from_json, body)
+        if registration.intent != intent:
+            raise BridgeError("mint-intents answer is for other terms")
+        return registration
+
+    def mint_intent(self, intent_id: bytes) -> IntentRegistration | None:
+        """``GET /v1/ledger/mint-intents/{id}``: the intent, or None if the ledger has none."""
+        try:
+            body = self._call("GET", f"/mint-intents/0x{bytes(intent_id).hex()}")
+        except BridgeError as exc:
+            if exc.code == "unknown_mint_intent":
+                return None
+            raise
+        registration = _parse(IntentRegistration.from_json, body)
+        if registration.intent_id != intent_id:
+            raise BridgeError("mint-intents answer is for another id")
+        return registration
+
+    def mint_intents(self, chain: str, after_seq: int = 0, limit: int = 1000
+                     ) -> list[IntentRegistration]:
+        """``GET /v1/ledger/mint-intents``: intents on `chain` with seq > `after_seq`,
+        ascending, at most `limit` (1..1000).
+
+        Raises:
+            BridgeError: an item for another chain, or seqs not ascending past `after_seq`.
+        """
+        body = self._call("GET", "/mint-intents",
+                          params={"chain": chain, "after_seq": after_seq, "limit": limit})
+        items = [_parse(IntentRegistration.from_json, a) for a in _items(body, "intents")]
+        last = after_seq
+        for item in items:
+            if item.intent.chain != chain or item.seq <= last or len(items) > limit:
+                raise BridgeError("mint-intents answer is out of order or for another chain")
             last = item.seq
         return items
 

@@ -18,7 +18,8 @@ Rules (SECURITY: each check runs before anything is written; a refusal changes n
   (`HtlcAlreadySettled`), ``sha256(preimage) == hashlock`` (`BadPreimage`), ``now < timelock``
   (`HtlcExpired`). Credits the recipient; stores the preimage where anyone can read it.
 - refund(htlc_id): not signed. HTLC exists, state ``locked``, ``now >= timelock``
-  (`HtlcNotExpired`). Origin ``lock``: credits the sender.
+  (`HtlcNotExpired`). Origin ``lock``: credits the sender. Origin ``mint``: burns the amount
+  (supply falls, burned_total rises; the BTC it stood for goes back to the user at its CLTV).
 The supply does not change: a locked amount is in no balance, so the invariant is
 ``supply == balances + locked HTLCs`` (`ledger.types.SupplyReport`).
 
@@ -26,18 +27,18 @@ Journal payloads (Ferry journal v1; integers decimal strings, bytes ``0x`` hex):
 
     htlc_lock   {htlc_id, tx, signature, at}
     htlc_redeem {htlc_id, preimage, recipient, asset, amount, at}
-    htlc_refund {htlc_id, origin, sender, asset, amount, at}
+    htlc_refund {htlc_id, origin, sender, asset, amount, at}   (sender null for origin mint)
+    htlc_mint   {event_id, event, epoch, asset, signatures, htlc_id, intent, at}
 
 ``at`` is ``floor(now)`` in ledger-clock seconds. Timelocks are whole seconds, so
 ``floor(now) < timelock`` exactly when ``now < timelock``: the replay re-checks every timelock
 rule, the hashlock and the state machine from the journal alone.
 
-Extension point, HTLC-driven minting (not built): a mint certified by the validators would
-insert a row with origin ``mint`` and no sender (supply and minted_total rise at the mint, the
-amount in no balance), journaled under a new kind. Its redeem is unchanged. Its refund must
-burn instead of crediting (supply falls and burned_total rises by the amount): `refund` and
-`HtlcReplay` each have one ``HtlcOrigin.MINT`` branch to fill in, which today refuses
-(`Unsupported`; in the replay `JournalCorrupt`).
+HTLC-driven minting (`ledger.mint_intents`): a mint certified by the validators for an event
+funding a registered intent inserts a row with origin ``mint`` and no sender (supply and
+minted_total rise at the mint, the amount in no balance), journaled as ``htlc_mint``. Its
+redeem is unchanged. Its refund burns instead of crediting (supply falls and burned_total rises
+by the amount). `HtlcReplay` replays both.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ from adapters.errors import (
     BadNonce,
     InsufficientBalance,
     UnknownAsset,
-    Unsupported,
     ValidationError,
 )
 from htlc.errors import BadPreimage, HtlcAlreadySettled, HtlcExpired, HtlcNotExpired, UnknownHtlc
+from htlc.mint_intent import MintIntent, mint_htlc_id
 from ledger import store
 from ledger.errors import JournalCorrupt
 from ledger.fields import account_hex
@@ -217,27 +218,33 @@ def refund(conn: Connection, state: store.State, htlc_id: bytes, now: float) -> 
         UnknownHtlc: no such HTLC.
         HtlcAlreadySettled: redeemed or refunded before.
         HtlcNotExpired: ``now < timelock``.
-        Unsupported: an HTLC of origin ``mint`` (its refund must burn; not built yet).
+    Origin ``mint``: the amount is burned (supply -= amount, burned_total += amount).
     """
     key = _id_hex(htlc_id)
     htlc = _load_settleable(conn, key, HtlcState.REFUNDED)
     if now < htlc.timelock:
         raise HtlcNotExpired(f"htlc {key} can be refunded from {htlc.timelock}; "
                              f"ledger time is {_at(now)}")
+    payee: str | None = None
     match htlc.origin:
         case HtlcOrigin.LOCK:
             assert htlc.sender is not None, "a lock-origin HTLC always has a sender"
             payee = account_hex(htlc.sender)
         case HtlcOrigin.MINT:
-            # Extension point (module docstring): burn -- supply -= amount, burned_total +=
-            # amount -- and journal it, instead of crediting anyone.
-            raise Unsupported(f"refund of minted htlc {key} (a burn) is not implemented")
+            payee = None  # a burn: the minted amount leaves the supply
     journal = JournalChain(state.seq, state.head)
     store.insert_journal(conn, [journal.append(JournalKind.HTLC_REFUND, {
         "htlc_id": key, "origin": htlc.origin.value, "sender": payee, "asset": htlc.asset,
         "amount": str(htlc.amount), "at": _at(now),
     })])
-    _credit(conn, payee, htlc.asset, htlc.amount)
+    if payee is not None:
+        _credit(conn, payee, htlc.asset, htlc.amount)
+    else:
+        asset = store.load_asset(conn, htlc.asset)
+        assert asset is not None, "an htlc's asset is registered (foreign key)"
+        store.save_asset_counters(conn, [replace(
+            asset, supply=asset.supply - htlc.amount,
+            burned_total=asset.burned_total + htlc.amount)])
     settled = _advance(conn, htlc, HtlcState.REFUNDED, now, None)
     store.save_head(conn, journal)
     log.info("htlc refunded htlc=%s seq=%d", key, journal.seq)
@@ -349,6 +356,8 @@ class HtlcReplay(Replay):
         match kind:
             case JournalKind.HTLC_LOCK:
                 self._lock(body, seq)
+            case JournalKind.HTLC_MINT:
+                self._mint(body, seq)
             case JournalKind.HTLC_REDEEM:
                 htlc = self._settle(body, seq, HtlcState.REDEEMED)
                 preimage = bytes.fromhex(body["preimage"].removeprefix("0x"))
@@ -371,8 +380,11 @@ class HtlcReplay(Replay):
                         if body["sender"] != htlc.sender:
                             raise JournalCorrupt("refund paid another account", seq=seq)
                         self._credit(body["sender"], htlc.asset, htlc.amount)
-                    case HtlcOrigin.MINT:  # extension point: a burn (module docstring)
-                        raise JournalCorrupt("refund of a minted htlc is not defined", seq=seq)
+                    case HtlcOrigin.MINT:  # a burn
+                        if body["sender"] is not None:
+                            raise JournalCorrupt("refund of a minted htlc paid someone", seq=seq)
+                        self.supply[htlc.asset] -= htlc.amount
+                        self.burned[htlc.asset] += htlc.amount
             case _:
                 super()._apply(kind, body, seq)
 
@@ -395,6 +407,29 @@ class HtlcReplay(Replay):
         self.htlcs[htlc_id] = ReplayedHtlc(
             seq=seq, origin=HtlcOrigin.LOCK, sender=account, recipient=tx["recipient"],
             asset=asset, amount=amount, hashlock=tx["hashlock"], timelock=int(tx["timelock"]))
+
+    def _mint(self, body: dict[str, Any], seq: int) -> None:
+        """An ``htlc_mint`` (`ledger.mint_intents`): the event's recipient is the intent id,
+        the HTLC id is derived from the event id, and the timelock was in the future."""
+        intent = MintIntent.from_json(body["intent"])
+        event = body["event"]
+        if event["recipient"] != "0x" + intent.intent_id.hex():
+            raise JournalCorrupt("htlc_mint of an event that does not fund its intent", seq=seq)
+        if body["event_id"] in self.event_ids:
+            raise JournalCorrupt(f"event {body['event_id']} minted twice", seq=seq)
+        htlc_id = "0x" + mint_htlc_id(body["event_id"]).hex()
+        if body["htlc_id"] != htlc_id or htlc_id in self.htlcs:
+            raise JournalCorrupt("htlc_mint id is not derived from its event", seq=seq)
+        if not intent.ledger_timelock > int(body["at"]):
+            raise JournalCorrupt("htlc minted with a timelock not in the future", seq=seq)
+        self.event_ids.add(body["event_id"])
+        asset, amount = body["asset"], int(event["amount"])
+        self.supply[asset] += amount
+        self.minted[asset] += amount
+        self.htlcs[htlc_id] = ReplayedHtlc(
+            seq=seq, origin=HtlcOrigin.MINT, sender=None,
+            recipient="0x" + intent.account.hex(), asset=asset, amount=amount,
+            hashlock="0x" + intent.hashlock.hex(), timelock=intent.ledger_timelock)
 
     def _settle(self, body: dict[str, Any], seq: int, to: HtlcState) -> ReplayedHtlc:
         htlc = self.htlcs.get(body["htlc_id"])

@@ -13,8 +13,9 @@ Format (Ferry journal v1):
 - Fields by kind: genesis {network, validator_set}; bridge {chain, contract}; asset {asset,
   symbol, origin_chain, origin_token, decimals}; mint {event_id, event, epoch, asset,
   signatures}; burn {burn_id, tx, signature}; transfer {tx_id, tx, signature};
-  validator_set {previous_epoch, validator_set, signatures}; htlc_lock, htlc_redeem and
-  htlc_refund: see `ledger.htlcs` (which also replays them: `ledger.htlcs.HtlcReplay`).
+  validator_set {previous_epoch, validator_set, signatures}; htlc_lock, htlc_redeem,
+  htlc_refund and htlc_mint: see `ledger.htlcs` and `ledger.mint_intents` (replayed by
+  `ledger.htlcs.HtlcReplay`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class JournalKind(StrEnum):
     HTLC_LOCK = "htlc_lock"
     HTLC_REDEEM = "htlc_redeem"
     HTLC_REFUND = "htlc_refund"
+    HTLC_MINT = "htlc_mint"
 
 
 def entry_hash(prev_hash: bytes, payload: bytes) -> bytes:

@@ -14,12 +14,16 @@ SECURITY: a mint is accepted only if all hold, checked in this order:
    supply stays below 2**256 (`ValidationError`);
 6. ``verify_quorum(lock_attestation_message(network, event, epoch), sigs, current set)``
    (`InvalidSignature`, `QuorumNotMet`): so a certificate for another network, chain,
-   contract, event or epoch never counts.
+   contract, event or epoch never counts;
+7. an event whose recipient is a registered mint intent (HTLC-driven minting) passes
+   `ledger.mint_intents.check_funding` and mints into an HTLC of origin ``mint`` instead of
+   a balance (journal kind ``htlc_mint``; `ledger.mint_intents`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -33,10 +37,12 @@ from adapters.errors import (
     UnknownAsset,
     ValidationError,
 )
-from ledger import store
+from htlc.mint_intent import MintIntent, is_htlc_sender
+from ledger import mint_intents, store
 from ledger.errors import UnknownBridge, WrongEpoch
 from ledger.fields import MAX_AMOUNT, check_amount
 from ledger.journal import JournalChain, JournalKind
+from ledger.models import HtlcRow
 from ledger.types import (
     AssetInfo,
     MintRequest,
@@ -60,6 +66,7 @@ class CheckedMint:
     request: MintRequest
     asset: str
     signatures: list[tuple[bytes, bytes]]
+    intent: MintIntent | None = None  # set when the event funds a mint intent (rule 7)
 
 
 def check_mint(
@@ -115,10 +122,11 @@ def check_mint(
 
 
 def apply_mint_batch(
-    conn: Connection, state: store.State, requests: Sequence[MintRequest]
+    conn: Connection, state: store.State, requests: Sequence[MintRequest], now: float = 0.0
 ) -> list[MintResult]:
     """Check and apply `requests` inside the caller's write transaction, `state` being the
-    state row the caller locked (`store.lock_state`).
+    state row the caller locked (`store.lock_state`); `now` is the ledger clock (seconds),
+    against which a funded mint intent's ledger timelock is checked (rule 7).
 
     Rejected and duplicate requests write nothing; the accepted ones are written together
     with ``executemany`` (journal entries, accounts, balances, mint rows, asset counters, head).
@@ -136,6 +144,10 @@ def apply_mint_batch(
     bridges = store.load_bridges(conn)
     assets = store.load_assets(conn)
     already = store.minted_seqs(conn, [r.event.event_id for r in requests])
+    # Only htlc-marked events can fund an intent: an unmarked recipient is never an intent id
+    # (the registries exclude each other, `ledger.mint_intents`).
+    intents = mint_intents.load_many(conn, ["0x" + r.event.recipient.hex() for r in requests
+                                            if is_htlc_sender(r.event.sender)])
 
     results: list[MintResult | None] = [None] * len(requests)
     accepted: list[tuple[int, CheckedMint]] = []
@@ -154,6 +166,12 @@ def apply_mint_batch(
                                  bridges=bridges, assets=assets)
             if supply[checked.asset] + request.event.amount > MAX_AMOUNT:
                 raise ValidationError(f"supply of {checked.asset} would exceed 2**256-1")
+            intent = intents.get("0x" + request.event.recipient.hex())
+            if intent is not None and intent.intent.chain != request.event.chain:
+                intent = None
+            mint_intents.check_funding(request.event.sender, intent, now)
+            if intent is not None:
+                checked = replace(checked, intent=intent.intent)
         except BridgeError as exc:
             log.info("mint rejected event_id=%s code=%s: %s", event_id, exc.code, exc)
             results[index] = MintResult(event_id, MintStatus.REJECTED, exc.code)
@@ -163,7 +181,7 @@ def apply_mint_batch(
         accepted.append((index, checked))
 
     if accepted:
-        seqs = _write(conn, state, assets, accepted)
+        seqs = _write(conn, state, assets, accepted, now)
         for (index, checked), seq in zip(accepted, seqs, strict=True):
             results[index] = MintResult(checked.request.event.event_id, MintStatus.MINTED, None, seq)
     out: list[MintResult] = []
@@ -182,29 +200,40 @@ def _write(
     state: store.State,
     assets: dict[str, AssetInfo],
     accepted: list[tuple[int, CheckedMint]],
+    now: float,
 ) -> list[int]:
-    recipients = ["0x" + c.request.event.recipient.hex() for _, c in accepted]
+    recipients = ["0x" + (c.request.event.recipient if c.intent is None
+                          else c.intent.account).hex() for _, c in accepted]
     existing_accounts = store.load_nonces(conn, recipients)
-    pairs = [(r, c.asset) for r, (_, c) in zip(recipients, accepted, strict=True)]
+    pairs = [(r, c.asset) for r, (_, c) in zip(recipients, accepted, strict=True)
+             if c.intent is None]
     existing_bal = store.load_balances(conn, pairs)
     new_bal: dict[tuple[str, str], int] = {}
     chain = JournalChain(state.seq, state.head)
-    journal_rows, mint_rows, seqs = [], [], []
+    journal_rows, mint_rows, htlc_rows, seqs = [], [], [], []
     counters = {a: [i.supply, i.minted_total] for a, i in assets.items()}
     for (_, checked), recipient in zip(accepted, recipients, strict=True):
         event, amount = checked.request.event, checked.request.event.amount
-        row = chain.append(JournalKind.MINT, {
+        fields = {
             "event_id": event.event_id, "event": lock_event_to_json(event),
             "epoch": str(checked.request.epoch), "asset": checked.asset,
             "signatures": signatures_to_json(checked.signatures),
-        })
-        journal_rows.append(row)
+        }
+        if checked.intent is None:
+            journal_rows.append(chain.append(JournalKind.MINT, fields))
+            key = (recipient, checked.asset)
+            if key in existing_bal:
+                existing_bal[key] += amount
+            else:
+                new_bal[key] = new_bal.get(key, 0) + amount
+        else:  # rule 7: into an HTLC of origin "mint", in no balance
+            htlc = mint_intents.htlc_row(event.event_id, chain.seq + 1, checked.intent,
+                                         checked.asset, amount, now)
+            journal_rows.append(chain.append(JournalKind.HTLC_MINT, {
+                **fields, "htlc_id": htlc["htlc_id"], "intent": checked.intent.to_json(),
+                "at": str(math.floor(now))}))
+            htlc_rows.append(htlc)
         seqs.append(chain.seq)
-        key = (recipient, checked.asset)
-        if key in existing_bal:
-            existing_bal[key] += amount
-        else:
-            new_bal[key] = new_bal.get(key, 0) + amount
         counters[checked.asset][0] += amount
         counters[checked.asset][1] += amount
         mint_rows.append({
@@ -220,6 +249,8 @@ def _write(
     store.insert_accounts(conn, sorted(set(recipients) - set(existing_accounts)))
     store.write_balances(conn, new_bal, existing_bal)
     conn.execute(insert(store.MINTS), mint_rows)
+    if htlc_rows:
+        conn.execute(insert(HtlcRow.__table__), htlc_rows)  # type: ignore[attr-defined]
     store.save_asset_counters(conn, [
         replace(assets[a], supply=counters[a][0], minted_total=counters[a][1]) for a in touched
     ])

@@ -250,3 +250,28 @@ class HtlcRow(LedgerTable, table=True):
     preimage: str | None = Field(default=None, sa_type=String(66))
     created_at: float
     settled_at: float | None = None
+
+
+class MintIntentRow(LedgerTable, table=True):
+    """A registered HTLC mint intent (terms: `htlc.mint_intent.MintIntent`).
+
+    Not journaled (registering moves no balance): `seq` is this table's own order, assigned
+    under the ledger write lock like the deposit registry's. One intent per (chain, hashlock):
+    a hashlock opens one script, so a funding output maps to exactly one intent.
+    """
+
+    __tablename__ = "ledger_mint_intents"
+    __table_args__ = (
+        UniqueConstraint("chain", "hashlock", name="uq_ledger_mint_intents_chain_hashlock"),
+        Index("ix_ledger_mint_intents_chain_seq", "chain", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=True))
+    intent_id: str = Field(sa_type=String(66), unique=True)
+    chain: str = Field(sa_type=String(64))
+    account: str = Field(sa_type=String(66))
+    hashlock: str = Field(sa_type=String(66))
+    refund_pubkey: str = Field(sa_type=String(68))
+    btc_expiry: int = Field(sa_type=BigInteger)
+    ledger_timelock: int = Field(sa_type=BigInteger)
+    registered_at: float

@@ -36,7 +36,8 @@ from adapters.errors import (
     UnknownAsset,
     ValidationError,
 )
-from ledger import htlcs, store
+from htlc.mint_intent import MintIntent
+from ledger import htlcs, mint_intents, store
 from ledger.config import AssetConfig, LedgerGenesis
 from ledger.db import make_engine, migrate_engine, read_transaction, write_transaction
 from ledger.errors import InvariantViolation, JournalCorrupt, UnknownBridge, WrongEpoch
@@ -231,10 +232,41 @@ class Ledger:
             existing = store.load_deposit_account(conn, chain, key)
             if existing is not None:
                 return existing
+            if mint_intents.load(conn, account) is not None:
+                raise InvalidAddress("this account is a mint intent id, not an account")
             registration = store.insert_deposit_account(conn, chain, key, self._clock.now())
         log.info("deposit account registered chain=%s account=%s seq=%d", chain, key,
                  registration.seq)
         return registration
+
+    def register_mint_intent(self, intent: MintIntent) -> mint_intents.IntentRegistration:
+        """Add an HTLC mint intent to the registry (rules: `ledger.mint_intents.register`).
+
+        Not journaled (no balance moves); one write transaction under the write lock.
+
+        Raises:
+            UnknownBridge: no bridge for the intent's chain.
+            ValidationError: timelock not after the ledger clock, hashlock taken by other
+                terms, or the intent id is a deposit account.
+        """
+        with self._writing() as (conn, _state):
+            return mint_intents.register(conn, intent, self._clock.now())
+
+    def mint_intent(self, intent_id: bytes) -> mint_intents.IntentRegistration | None:
+        """The registered intent with this 32-byte id, or None."""
+        if not isinstance(intent_id, bytes) or len(intent_id) != 32:
+            raise InvalidAddress("intent_id must be 32 bytes")
+        with read_transaction(self._engine) as conn:
+            return mint_intents.load(conn, intent_id)
+
+    def mint_intents(self, chain: str, after_seq: int = 0, limit: int = 100
+                     ) -> list[mint_intents.IntentRegistration]:
+        """Intents on `chain` with registry seq > `after_seq`, ascending, at most `limit`
+        (1..1000). Raises `ValidationError` for a bad chain id or page bounds."""
+        chain = parse_chain(chain)
+        _check_page(after_seq, limit)
+        with read_transaction(self._engine) as conn:
+            return mint_intents.page(conn, chain, after_seq, limit)
 
     def mint(self, request: MintRequest) -> MintResult:
         """`mint_batch` of one request."""
@@ -258,7 +290,7 @@ class Ledger:
         for attempt in (1, 2):
             try:
                 with self._writing() as (conn, state):
-                    results = apply_mint_batch(conn, state, requests)
+                    results = apply_mint_batch(conn, state, requests, self._clock.now())
                 break
             except IntegrityError:
                 # Only reachable if another writer bypassed the state-row lock; the retry sees

@@ -29,6 +29,12 @@ P = CustodyPlan.__table__  # type: ignore[attr-defined]
 T = Transfer.__table__  # type: ignore[attr-defined]
 
 UNSPENT, RESERVED, SPENT = "unspent", "reserved", "spent"
+# A funded mint-intent coin (`relayer.htlc_mint`): backs its minted ledger HTLC while that is
+# locked or redeemed (status htlc) until swept (reserved -> spent); once the ledger HTLC
+# expired and burned, the coin is the user's again (htlc_burned, backs nothing).
+HTLC, HTLC_BURNED = "htlc", "htlc_burned"
+BACKING = (UNSPENT, RESERVED, HTLC)  # coin statuses that back the wrapped supply
+SWEEP_KIND = "htlc_sweep"
 SIGNING, BROADCAST, REPLACED, FINAL, ABANDONED = (
     "signing", "broadcast", "replaced", "final", "abandoned")
 LIVE = (SIGNING, BROADCAST, REPLACED)  # plans that may still confirm or be signed
@@ -56,7 +62,8 @@ class CoinStore:
             rows = conn.execute(select(T.c.src_tx_hash, T.c.log_index, T.c.amount,
                                        T.c.recipient).where(and_(
                 T.c.source_chain == chain, T.c.kind == "lock",
-                T.c.status == "transfer.executed"))).all()
+                T.c.status == "transfer.executed",
+                ~T.c.sender.startswith("htlc:")))).all()  # mint-intent coins: relayer.htlc_mint
             new = [{"chain": chain, "txid": r.src_tx_hash, "vout": r.log_index,
                     "amount": int(r.amount), "account": r.recipient, "origin": "deposit",
                     "status": UNSPENT, "spent_by": None, "created_at": now, "updated_at": now}
@@ -88,14 +95,53 @@ class CoinStore:
                      "created_at": now, "updated_at": now} for c in ready])
         return len(ready)
 
+    def sync_htlc_coins(self, chain: str) -> int:
+        """Add, with status `HTLC`, a coin for every minted mint-intent funding output of
+        `chain` (lock transfers marked ``htlc:``, executed) not yet in the table (idempotent).
+        Its account is the intent id."""
+        now = self.clock.now()
+        with self.store_tx() as conn:
+            known = {(r.txid, r.vout) for r in conn.execute(
+                select(K.c.txid, K.c.vout).where(K.c.chain == chain))}
+            rows = conn.execute(select(T.c.src_tx_hash, T.c.log_index, T.c.amount,
+                                       T.c.recipient).where(and_(
+                T.c.source_chain == chain, T.c.kind == "lock",
+                T.c.status == "transfer.executed", T.c.sender.startswith("htlc:")))).all()
+            new = [{"chain": chain, "txid": r.src_tx_hash, "vout": r.log_index,
+                    "amount": int(r.amount), "account": r.recipient, "origin": "htlc",
+                    "status": HTLC, "spent_by": None, "created_at": now, "updated_at": now}
+                   for r in rows if (r.src_tx_hash, r.log_index) not in known]
+            if new:
+                conn.execute(insert(K), new)
+        return len(new)
+
+    def htlc_coins(self, chain: str) -> list[tuple[Coin, str]]:
+        """Coins of status `HTLC` on `chain` with the event id of the lock that funded each."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(K, T.c.event_key).join(T, and_(
+                T.c.source_chain == K.c.chain, T.c.src_tx_hash == K.c.txid,
+                T.c.log_index == K.c.vout, T.c.kind == "lock")).where(and_(
+                    K.c.chain == chain, K.c.status == HTLC))).all()
+        return [(_coin(r), r.event_key) for r in rows]
+
+    def lock_event_of(self, chain: str, coin: Coin) -> str | None:
+        """The event id of the lock transfer whose output `coin` is, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(T.c.event_key).where(and_(
+                T.c.source_chain == chain, T.c.src_tx_hash == coin.txid,
+                T.c.log_index == coin.vout, T.c.kind == "lock"))).first()
+        return None if row is None else str(row.event_key)
+
     def fee_reserve(self, chain: str) -> int:
-        """Sats of the operator's top-ups not yet spent on consolidation fees. Holdings minus
-        this reserve back the wrapped supply."""
+        """Sats of the operator's top-ups not yet spent on consolidation and HTLC-sweep fees
+        (negative: the operator owes fees). Holdings minus this reserve back the wrapped
+        supply."""
         with self.engine.connect() as conn:
             topups = sum(int(r.amount) for r in conn.execute(select(K.c.amount).where(and_(
                 K.c.chain == chain, K.c.origin == "topup"))))
             plans = conn.execute(select(P.c.plan).where(and_(
-                P.c.chain == chain, P.c.kind == "consolidation", P.c.status == FINAL))).all()
+                P.c.chain == chain, P.c.kind.in_(("consolidation", SWEEP_KIND)),
+                P.c.status == FINAL))).all()
         return topups - sum(int(json.loads(p.plan)["fee"]) for p in plans)
 
     def coins(self, chain: str, statuses: tuple[str, ...] = (UNSPENT,)) -> list[Coin]:
@@ -105,8 +151,9 @@ class CoinStore:
         return [_coin(r) for r in rows]
 
     def holdings(self, chain: str) -> int:
-        """Sats in unspent or reserved coins (reserved ones are still the vault's)."""
-        return sum(c.amount for c in self.coins(chain, (UNSPENT, RESERVED)))
+        """Sats in unspent or reserved coins (reserved ones are still the vault's) and in
+        mint-intent coins whose ledger HTLC was not burned (`BACKING`)."""
+        return sum(c.amount for c in self.coins(chain, BACKING))
 
     def pending_releases(self, chain: str) -> int:
         """Sats burned on the ledger for `chain` and not yet paid out (burns not executed)."""
@@ -149,6 +196,27 @@ def reserve_on(conn: Connection, plan: ReleasePlan, transfer_id: int | None, now
     _insert_plan(conn, plan, transfer_id, now)
 
 
+def reserve_htlc_on(conn: Connection, plan: ReleasePlan, now: float) -> None:
+    """Store a sweep `plan` (status signing) and reserve its one `HTLC` coin;
+    `IllegalTransition` if the coin is not in status `HTLC`."""
+    for c in plan.coins:
+        changed = conn.execute(update(K).where(and_(
+            K.c.chain == plan.chain, K.c.txid == c.txid, K.c.vout == c.vout,
+            K.c.status == HTLC)).values(status=RESERVED, spent_by=plan.txid,
+                                        updated_at=now)).rowcount
+        if changed != 1:
+            raise IllegalTransition(f"coin {c.outpoint} is not an unswept htlc coin")
+    _insert_plan(conn, plan, None, now)
+
+
+def htlc_burned_on(conn: Connection, chain: str, coin: Coin, now: float) -> None:
+    """The ledger burned the HTLC `coin` backed: it backs nothing any more (the user refunds
+    it at its CLTV)."""
+    conn.execute(update(K).where(and_(
+        K.c.chain == chain, K.c.txid == coin.txid, K.c.vout == coin.vout, K.c.status == HTLC))
+        .values(status=HTLC_BURNED, updated_at=now))
+
+
 def bump_on(conn: Connection, old_id: int, plan: ReleasePlan, transfer_id: int | None,
             now: float) -> None:
     """Store a fee-bumped `plan` (same coins) and mark the old one replaced."""
@@ -178,8 +246,9 @@ def final_on(conn: Connection, plan: ReleasePlan, now: float) -> None:
     if row.transfer_id is not None:
         conn.execute(update(P).where(and_(P.c.transfer_id == row.transfer_id, P.c.id != row.id))
                      .values(status=ABANDONED, updated_at=now))
-    change_vout = 0 if plan.kind == "consolidation" else 1
-    change = plan.payee_amount if plan.kind == "consolidation" else plan.change
+    into_vault = plan.kind in ("consolidation", SWEEP_KIND)  # output 0 pays the vault
+    change_vout = 0 if into_vault else 1
+    change = plan.payee_amount if into_vault else plan.change
     if change > 0:
         exists = conn.execute(select(K.c.id).where(and_(
             K.c.chain == plan.chain, K.c.txid == plan.txid, K.c.vout == change_vout))).first()

@@ -28,6 +28,7 @@ from relayer.coins import (
     LIVE,
     REPLACED,
     SIGNING,
+    SWEEP_KIND,
     CoinStore,
     bump_on,
     final_on,
@@ -155,6 +156,8 @@ class CustodyReleases:
         a = self.chains[chain]
         for row in self.coins.plans(chain, (SIGNING,)):
             plan = plan_of(row)
+            if plan.kind == SWEEP_KIND:
+                continue  # assembled with the secret by relayer.htlc_mint
             sigs = self.signatures(plan)
             if len(sigs) < a.threshold:
                 continue
@@ -231,7 +234,7 @@ class CustodyReleases:
             elif status == TxStatus.UNKNOWN and row.status == BROADCAST:
                 self._broadcast(row, plan, bytes.fromhex(row.raw_tx))
             elif (status == TxStatus.PENDING and row.status == BROADCAST
-                  and head_number - (row.broadcast_height or head_number)
+                  and plan.kind != SWEEP_KIND and head_number - (row.broadcast_height or head_number)
                   >= self.settings[chain].bump_after_blocks):
                 self._bump(row, plan)
         return executed

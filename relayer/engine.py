@@ -96,6 +96,7 @@ class Engine:
         batch_size: int = 500,
         custody: CustodyReleases | None = None,
         escrow: EscrowReleases | None = None,
+        htlc_mints: Any = None,
     ) -> None:
         self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
         self.mint_request = mint_request
@@ -109,6 +110,7 @@ class Engine:
         self._idle_head: dict[str, BlockRef] = {}  # per chain: head at the last idle run
         self.custody = custody  # releases of UTXO-custody chains (Bitcoin)
         self.escrow = escrow  # releases of escrow-multisig chains (Cosmos SDK)
+        self.htlc_mints = htlc_mints  # HTLC-driven mints: sweeps and expiries (relayer.htlc_mint)
 
     # ------------------------------------------------------------------ one chain
     def run_chain(self, chain: str) -> None:
@@ -128,7 +130,10 @@ class Engine:
         """Releases to `chain`: the custody job for UTXO chains, the bridge flow otherwise."""
         if self.custody is not None and chain in self.custody.chains:
             head = head or self.chains[chain].adapter.head()
-            return self.custody.run(chain, head.number)
+            done = self.custody.run(chain, head.number)
+            if self.htlc_mints is not None:
+                done += self.htlc_mints.run_chain(chain)
+            return done
         if self.escrow is not None and chain in self.escrow.chains:
             head = head or self.chains[chain].adapter.head()
             return self.escrow.run(chain, head.number)

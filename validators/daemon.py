@@ -56,13 +56,14 @@ from tenacity import (
     wait_exponential,
 )
 
-from adapters.base import BlockRef, LockEvent
+from adapters.base import BlockRef, Clock, LockEvent
 from adapters.errors import BridgeError, ChainError, ConfigError, RpcUnavailable
 from validators.attestation import ValidatorSet
 from validators.config import ValidatorSection
 from validators.custody import CustodySigning
 from validators.delivery import RELAYER_TIMEOUT_S, deliver
 from validators.escrow_signer import EscrowReleaseSigner
+from validators.htlc_sweep import SweepCheck
 from validators.keystore import ValidatorKeys
 from validators.signer import (
     BurnLike,
@@ -116,6 +117,10 @@ class LedgerReader(Protocol):
 
     def deposit_accounts(self, chain: str, after_seq: int, limit: int) -> Sequence[Any]: ...
 
+    def mint_intents(self, chain: str, after_seq: int, limit: int) -> Sequence[Any]: ...
+
+    def htlc(self, htlc_id: bytes) -> Any: ...
+
 
 @dataclass(slots=True)
 class PassResult:
@@ -162,6 +167,8 @@ class ValidatorDaemon:
         rpc_wait_s: first back-off between attempts (doubles, capped at 4 s).
         rpc_max_delay_s: overall time bound of one retried RPC call.
         clock: monotonic seconds, for pacing ledger reads (``time.monotonic``; tests move it).
+        ledger_clock: the ledger's clock as this validator reads it, for the safety margin of
+            HTLC mints (`adapters.bitcoin.intents`); default the system clock.
 
     Raises:
         ConfigError: duplicate chains, or a state file that is corrupt or not this validator's.
@@ -183,8 +190,10 @@ class ValidatorDaemon:
         rpc_wait_s: float = 0.25,
         rpc_max_delay_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        ledger_clock: Clock | None = None,
     ) -> None:
         self.section = section
+        self._ledger_clock = ledger_clock  # the ledger's time as read here (HTLC mint margins)
         self.network = network
         self.chains = list(chains)
         self.bitcoin = list(bitcoin)
@@ -222,9 +231,9 @@ class ValidatorDaemon:
         for chain in self._lock_chains:
             floor = chain.start_block - 1
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
-        utxo = UtxoReleaseSigner(network, keys, {b.caip2: cast(Any, self._adapters[b.caip2])
-                                                 for b in self.bitcoin},
-                                 self.state.custody_inputs)
+        btc = {b.caip2: cast(Any, self._adapters[b.caip2]) for b in self.bitcoin}
+        utxo = UtxoReleaseSigner(network, keys, btc, self.state.custody_inputs,
+                                 sweeps=SweepCheck(btc, lambda i: self._ledger.htlc(i)))
         escrow = EscrowReleaseSigner(network, keys, {c.caip2: cast(Any, self._adapters[c.caip2])
                                                      for c in self.cosmos},
                                      self.state.escrow_sequences)
@@ -255,8 +264,13 @@ class ValidatorDaemon:
                 return [(r.seq, r.account) for r in
                         self._ledger.deposit_accounts(caip2, after_seq=after, limit=1000)]
 
+            def intents(after: int, caip2: str = c.caip2) -> list[tuple[int, Any]]:
+                return [(r.seq, r.intent) for r in
+                        self._ledger.mint_intents(caip2, after_seq=after, limit=1000)]
+
             out[c.caip2] = cast(ValidatorAdapter, BitcoinAdapter(
-                c, read_attempts=1, registry_source=source))
+                c, read_attempts=1, registry_source=source, intent_source=intents,
+                ledger_clock=self._ledger_clock))
         return out
 
     def _cosmos_adapters(self) -> dict[str, ValidatorAdapter]:

@@ -52,6 +52,7 @@ class RefusalReason(StrEnum):
     NOT_CREDITED = "not_credited"  # the adapter reported the deposit as not creditable
     RELEASE_MISMATCH = "release_mismatch"  # a proposed spend does not pay the burn exactly
     CONFLICTING_SPEND = "conflicting_spend"  # could pay a burn twice or spend another burn's coins
+    HTLC_NOT_REDEEMED = "htlc_not_redeemed"  # a sweep of a mint-HTLC coin the ledger has not redeemed
 
 
 class SigningRefused(ValidationError):

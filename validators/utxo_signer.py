@@ -13,7 +13,9 @@ SECURITY, every check a reason to refuse (`SigningRefused`):
   losing exactly the burned amount (`BitcoinAdapter.check_release`);
 - no double pay: all plans a validator signs for one burn spend the same inputs, so at most one
   of them can ever confirm (a fee bump keeps the inputs); a plan whose inputs were committed to
-  another burn is refused; a consolidation may not touch inputs committed to any burn.
+  another burn is refused; a consolidation may not touch inputs committed to any burn;
+- a sweep of a mint-HTLC coin (kind ``htlc_sweep``) passes `validators.htlc_sweep.SweepCheck`
+  (own node, own ledger: the minted HTLC is redeemed, the sweep pays only the vault).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 from adapters.base import ReleasePlan
 from adapters.errors import ValidationError
+from validators.htlc_sweep import SweepCheck
 from validators.keystore import ValidatorKeys
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
@@ -52,14 +55,17 @@ class UtxoReleaseSigner:
         chains: per CAIP-2 id, this validator's own adapter of a UTXO chain.
         committed: burn id (``0x`` hex) -> sorted outpoints of the first plan signed for it;
             updated in place by `sign` (the caller persists it before shipping the signature).
+        sweeps: the check of ``htlc_sweep`` plans (None: such plans are refused).
     """
 
     def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, CustodyChain],
-                 committed: MutableMapping[str, list[str]]) -> None:
+                 committed: MutableMapping[str, list[str]],
+                 sweeps: SweepCheck | None = None) -> None:
         self.network = network
         self._keys = keys
         self._chains = chains
         self.committed = committed
+        self._sweeps = sweeps
 
     def sign(self, plan: ReleasePlan, burn: BurnLike | None) -> dict[str, Any]:
         """Check `plan` (and, for a release, `burn`) and sign every input.
@@ -110,6 +116,8 @@ class UtxoReleaseSigner:
                 if any(o in taken for o in inputs):
                     raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
                                          "consolidation touches inputs committed to a burn")
+            elif plan.kind == "htlc_sweep" and self._sweeps is not None:
+                self._sweeps.check(plan)
             else:
                 raise SigningRefused(RefusalReason.MALFORMED_TX, f"unknown plan kind {plan.kind}")
         except SigningRefused:

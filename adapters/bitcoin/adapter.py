@@ -15,6 +15,12 @@ re-mined in another block after a reorg keeps its event id and is credited once.
 
 Release (the `UtxoCustody` methods): plans are built from coins the relayer tracks; validators
 check the unsigned transaction against the burn they observed (`check_release`).
+
+HTLC-driven minting: `intents` (`adapters.bitcoin.intents.IntentRegistry`, fed by the ledger's
+intent registry) makes funding outputs of mint intents lock events, credited only within the
+safety margin by this adapter's own head and `ledger_clock`; a sweep of such a coin into the
+vault is a plan of kind ``htlc_sweep`` (`plan_sweep`, `check_sweep`, `assemble_sweep`;
+script and witness: `htlc.mint`).
 """
 
 from __future__ import annotations
@@ -23,17 +29,30 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-from adapters.base import BlockRef, Coin, LockEvent, PreparedTx, ReleasePlan, TxStatus
+from adapters.base import (
+    BlockRef,
+    Clock,
+    Coin,
+    LockEvent,
+    PreparedTx,
+    ReleasePlan,
+    SystemClock,
+    TxStatus,
+)
 from adapters.bitcoin import finality, tx, watcher
 from adapters.bitcoin.config import BitcoinChainConfig
 from adapters.bitcoin.errors import ReleaseMismatch
+from adapters.bitcoin.intents import IntentRegistry, IntentSource, credit_reason
 from adapters.bitcoin.rpc import BtcRpc, BtcRpcError
 from adapters.bitcoin.scripts import Vault, script_pubkey_from_address
 from adapters.errors import QuorumNotMet, RpcUnavailable, Unsupported, WrongChain
+from htlc import mint
+from htlc.timelock import ChainTiming
 
 log = logging.getLogger(__name__)
 
 RegistrySource = Callable[[int], list[tuple[int, bytes]]]
+SWEEP = "htlc_sweep"  # ReleasePlan.kind of a mint-HTLC coin's sweep into the vault
 
 
 class DepositRegistry:
@@ -96,6 +115,8 @@ class BitcoinAdapter:
         rpc: a node client to use instead of one built from the config (tests).
         registry_source: see `DepositRegistry`.
         read_attempts, read_deadline_s: retry bounds of reads.
+        intent_source: pages of the ledger's mint-intent registry (`IntentRegistry`).
+        ledger_clock: the ledger's clock as this process reads it (default: the system clock).
     """
 
     def __init__(
@@ -106,6 +127,8 @@ class BitcoinAdapter:
         registry_source: RegistrySource | None = None,
         read_attempts: int = 4,
         read_deadline_s: float = 30.0,
+        intent_source: IntentSource | None = None,
+        ledger_clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.chain = config.caip2
@@ -116,6 +139,10 @@ class BitcoinAdapter:
             chain=self.chain, timeout_s=config.request_timeout_s, read_attempts=read_attempts,
             read_deadline_s=read_deadline_s, cert=config.rpc_cert)
         self.registry = DepositRegistry(self.vault, registry_source)
+        self.intents = IntentRegistry(self.vault, self.chain, intent_source)
+        self.ledger_clock: Clock = ledger_clock or SystemClock()
+        self.timing = ChainTiming(block_time_s=config.htlc_block_time_s,
+                                  confirmation_depth=config.confirmation_depth, kind="height")
 
     # ------------------------------------------------------------------ reads
     def verify_chain(self) -> None:
@@ -156,6 +183,14 @@ class BitcoinAdapter:
                 the scan), or the node could not be asked.
         """
         self.registry.refresh()
+        self.intents.refresh()
+        reason = None
+        if len(self.intents):
+            head, ledger_now = self.rpc.best_block()[0], self.ledger_clock.now()
+
+            def reason(intent: mint.MintIntent) -> str | None:
+                return credit_reason(intent, head=head, ledger_now=ledger_now,
+                                     timing=self.timing, extra_s=self.config.htlc_extra_s)
         events: list[LockEvent] = []
         prev_hash: str | None = None
         blocks = self.rpc.raw_blocks(from_block, to_block)  # two batched round trips
@@ -164,7 +199,8 @@ class BitcoinAdapter:
             found, parent = watcher.deposits_in_block(
                 raw, height=height, block_hash=block_hash, chain=self.chain,
                 vault=self.vault, registry=self.registry,
-                min_deposit_sats=self.config.min_deposit_sats)
+                min_deposit_sats=self.config.min_deposit_sats, intents=self.intents,
+                intent_reason=reason)
             if prev_hash is not None and parent != prev_hash:
                 raise RpcUnavailable(f"block {height} does not extend {prev_hash}: reorg "
                                      "during the scan", chain=self.chain)
@@ -260,7 +296,70 @@ class BitcoinAdapter:
     def release_sighashes(self, plan: ReleasePlan) -> list[bytes]:
         """BIP-143 SIGHASH_ALL digests, one per input (32 bytes each), computed from the plan's
         unsigned transaction and coins. Sign only after a check passed."""
+        if plan.kind == SWEEP:
+            coin, htlc = self._sweep_coin(plan)
+            return [mint.sweep_sighash(plan.unsigned, coin, htlc)]
         return tx.sighashes(plan.unsigned, list(_coins(plan)), self.vault)
+
+    # ------------------------------------------------------------------ HTLC mint sweeps
+    def plan_sweep(self, coin: Coin, fee_rate: int) -> ReleasePlan:
+        """The unsigned sweep of a funded mint-intent coin (``coin.account`` = intent id) into
+        the vault, fee from the coin (kind ``htlc_sweep``; `htlc.mint.build_sweep`).
+
+        Raises:
+            ValidationError: the intent is unknown. InsufficientFunds: dust after the fee.
+        """
+        tx_coin, htlc = self._sweep_coin_of(coin)
+        built = mint.build_sweep(tx_coin, htlc, min(fee_rate, self.config.max_fee_rate_sat_vb))
+        return ReleasePlan(kind=SWEEP, chain=self.chain, txid=built.txid, unsigned=built.tx,
+                           coins=(coin,), dest_address=self.vault.address, amount=0,
+                           payee_amount=built.vault_sats, fee=built.fee_sats,
+                           fee_rate=built.fee_rate_sat_vb, change=0)
+
+    def check_sweep(self, plan: ReleasePlan) -> tuple[mint.MintHtlc, int]:
+        """SECURITY (validators): the sweep spends exactly one coin that this node shows
+        unspent, paying this intent's script with the claimed value, into the vault only, fee
+        capped (`htlc.mint.check_sweep`).
+
+        Returns:
+            (the coin's script, the fee in sats).
+
+        Raises:
+            ReleaseMismatch: any of those fails (an unknown intent included).
+        """
+        self._check_txid(plan)
+        if plan.kind != SWEEP or len(plan.coins) != 1:
+            raise ReleaseMismatch("a sweep spends exactly one HTLC coin")
+        coin, htlc = self._sweep_coin(plan)
+        out = self.rpc.tx_out(coin.txid, coin.vout, include_mempool=False)
+        if out is None or out["script_pubkey"] != htlc.script_pubkey or (
+                out["value_sats"] != coin.amount_sats):
+            raise ReleaseMismatch(f"{coin.txid}:{coin.vout} is not an unspent output of "
+                                  f"{coin.amount_sats} sats paying the intent's script")
+        return htlc, mint.check_sweep(plan.unsigned, coin, htlc, self.config.max_fee_rate_sat_vb)
+
+    def assemble_sweep(self, plan: ReleasePlan, signatures: Mapping[str, list[bytes]],
+                       preimage: bytes) -> PreparedTx:
+        """The signed sweep: m valid signatures + the 32-byte secret the ledger revealed.
+
+        Raises:
+            QuorumNotMet, BadPreimage, ReleaseMismatch: see `htlc.mint.assemble_sweep`.
+        """
+        coin, htlc = self._sweep_coin(plan)
+        sigs = {bytes.fromhex(k.removeprefix("0x")): v[0] for k, v in signatures.items() if v}
+        raw = mint.assemble_sweep(plan.unsigned, coin, htlc, sigs, preimage)
+        return PreparedTx(tx_hash=plan.txid, raw=raw, sender_nonce=0)
+
+    def _sweep_coin_of(self, coin: Coin) -> tuple[tx.Coin, mint.MintHtlc]:
+        htlc = self.intents.htlc_of(coin.account)
+        if htlc is None:
+            raise ReleaseMismatch(f"coin {coin.outpoint} is not a known mint intent's")
+        return tx.Coin(coin.txid, coin.vout, coin.amount, coin.account), htlc
+
+    def _sweep_coin(self, plan: ReleasePlan) -> tuple[tx.Coin, mint.MintHtlc]:
+        if len(plan.coins) != 1:
+            raise ReleaseMismatch("a sweep spends exactly one HTLC coin")
+        return self._sweep_coin_of(plan.coins[0])
 
     def verify_release_signatures(self, plan: ReleasePlan, signer: str,
                                   signatures: list[bytes]) -> bool:
@@ -270,6 +369,9 @@ class BitcoinAdapter:
             return False
         if pubkey not in self.vault.sorted_pubkeys or len(signatures) != len(plan.coins):
             return False
+        if plan.kind == SWEEP:
+            coin, htlc = self._sweep_coin(plan)
+            return mint.verify_sweep_signature(plan.unsigned, coin, htlc, pubkey, signatures[0])
         return all(tx.verify_input_signature(plan.unsigned, _coins(plan), self.vault, i,
                                              pubkey, sig) for i, sig in enumerate(signatures))
 

@@ -80,6 +80,22 @@ class BitcoinChainConfig(BaseModel):
     bump_after_blocks: int = Field(default=3, ge=1)
     consolidate_min_utxos: int = Field(default=50, ge=2)
     consolidate_max_inputs: int = Field(default=100, ge=2)
+    # HTLC-driven minting (`htlc.mint`): a funded intent is credited only if its ledger timelock
+    # ends the safety margin before its BTC expiry (`htlc.timelock.check_timelocks`), counting
+    # `block_time_s` per block (skewed) and `mint_htlc_extra_s` of slack. None: per network
+    # (regtest 1 s blocks and 10 s slack, so a devnet story fits in a minute; else 600 / 3600).
+    block_time_s: int | None = Field(default=None, ge=1)
+    mint_htlc_extra_s: int | None = Field(default=None, ge=0)
+
+    @property
+    def htlc_block_time_s(self) -> int:
+        return self.block_time_s or (1 if self.network == "regtest" else 600)
+
+    @property
+    def htlc_extra_s(self) -> int:
+        if self.mint_htlc_extra_s is not None:
+            return self.mint_htlc_extra_s
+        return 10 if self.network == "regtest" else 3600
 
     @field_validator("rpc_url")
     @classmethod

@@ -40,6 +40,7 @@ from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.demo_bitcoin import run_bitcoin_story
 from relayer.cli.demo_cosmos import run_cosmos_story
+from relayer.cli.demo_htlc_mint import run_htlc_mint_story
 from relayer.cli.demo_swaps import run_swap_story
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
@@ -201,6 +202,7 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
     if not all(line.balanced for line in lines) or len(lines) != 3:
         raise DemoFailed("supply check failed")
     run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
+    run_htlc_mint_story(out, net, cfg, user_key, fmt, None, DemoFailed)
     run_cosmos_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
     run_swap_story(out, net, cfg, fmt, DemoFailed)
     out.step("demo complete: every asset's ledger supply equals its bridge custody")

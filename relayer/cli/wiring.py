@@ -90,6 +90,7 @@ def build_relayer(
     from relayer.custody import CustodyReleases
     from relayer.engine import ChainPlan, Engine
     from relayer.escrow import EscrowReleases
+    from relayer.htlc_mint import HtlcMints
     from relayer.inbox import AttestationInbox
     from relayer.store import Store
 
@@ -112,9 +113,11 @@ def build_relayer(
         for caip2, a in adapters.items()}
     custody = CustodyReleases(
         store, btc, settings={b.caip2: b for b in cfg.bitcoin}) if btc else None
+    htlc_mints = HtlcMints(store, ledger, btc) if btc else None
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
                     batch_size=cfg.relayer.batch_size, custody=custody,
-                    escrow=EscrowReleases(store, cosmos) if cosmos else None)
+                    escrow=EscrowReleases(store, cosmos) if cosmos else None,
+                    htlc_mints=htlc_mints)
     if custody is not None:
         custody.metrics = engine.metrics
     inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,
@@ -138,6 +141,7 @@ def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
     """One adapter per configured Bitcoin network, its deposit registry fed by the ledger's;
     each checks its node's genesis hash first (WrongChain)."""
     from adapters.bitcoin.adapter import BitcoinAdapter
+    from relayer.htlc_mint import intent_source
 
     out = {}
     for b in cfg.bitcoin:
@@ -145,7 +149,8 @@ def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
             return [(r.seq, r.account)
                     for r in ledger.deposit_accounts(caip2, after_seq=after, limit=1000)]
 
-        adapter = BitcoinAdapter(b, registry_source=source)
+        adapter = BitcoinAdapter(b, registry_source=source,
+                                 intent_source=intent_source(ledger, b.caip2))
         adapter.verify_chain()
         out[b.caip2] = adapter
     return out

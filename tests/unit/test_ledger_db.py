@@ -19,7 +19,8 @@ from ledger.testing import make_validator_set, open_harness
 
 TABLES = {"ledger_state", "ledger_journal", "ledger_validator_sets", "ledger_bridges",
           "ledger_assets", "ledger_accounts", "ledger_balances", "ledger_mints", "ledger_burns",
-          "ledger_transfers", "ledger_deposit_addresses", "ledger_htlcs", VERSION_TABLE}
+          "ledger_transfers", "ledger_deposit_addresses", "ledger_htlcs",
+          "ledger_mint_intents", VERSION_TABLE}
 
 
 def test_migration_creates_schema_on_fresh_sqlite_file(tmp_path):
@@ -33,7 +34,7 @@ def test_migration_creates_schema_on_fresh_sqlite_file(tmp_path):
         assert {"event_id"} == set(insp.get_pk_constraint("ledger_mints")["constrained_columns"])
         with engine.connect() as conn:
             version = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
-            assert version == "0003"
+            assert version == "0004"
             # the migrated schema is exactly what the models describe
             context = MigrationContext.configure(
                 conn, opts={"version_table": VERSION_TABLE, "compare_type": True})

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
 from nacl.signing import SigningKey
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from adapters.base import NATIVE_TOKEN
 from adapters.errors import (
@@ -22,7 +22,6 @@ from adapters.errors import (
     InsufficientBalance,
     InvalidAddress,
     UnknownAsset,
-    Unsupported,
     ValidationError,
 )
 from api.ledger import create_ledger_app
@@ -293,23 +292,7 @@ def test_unknown_and_malformed_htlc_ids(w):
         w.ledger.htlcs_by_hashlock(bytes(33))
 
 
-def test_refund_of_a_minted_htlc_is_refused_until_it_can_burn(w):
-    """Extension point: origin ``mint`` rows (HTLC-driven minting) must burn on refund."""
-    htlc_id = b"\x42" * 32
-    with write_transaction(w.ledger._engine) as conn:
-        conn.exec_driver_sql("INSERT INTO ledger_accounts VALUES (?, 0)", ("0x" + w.bob.hex(),))
-        conn.execute(insert(HTLCS).values(
-            htlc_id="0x" + htlc_id.hex(), seq=1, origin=HtlcOrigin.MINT.value, sender=None,
-            recipient="0x" + w.bob.hex(), asset=w.asset, amount=5,
-            hashlock="0x" + HASHLOCK.hex(), timelock=TIMELOCK, state="locked", preimage=None,
-            created_at=T0, settled_at=None))
-    stored = w.ledger.htlc(htlc_id)
-    assert stored is not None and stored.origin is HtlcOrigin.MINT and stored.sender is None
-    w.clock.t = TIMELOCK
-    before = w.snapshot()
-    with pytest.raises(Unsupported):
-        w.ledger.refund_htlc(htlc_id)
-    assert w.snapshot() == before
+# A minted HTLC's refund burns: tests/unit/test_htlc_mint_ledger.py (real certified mints).
 
 
 def test_htlcs_sharing_a_hashlock_are_listed_by_seq(w):
@@ -446,7 +429,7 @@ def test_migration_upgrades_a_0002_ledger_in_place_and_downgrades(tmp_path, cloc
     h.ledger.close()
     assert _version(url) == "0002"
 
-    migrate(url)
+    migrate(url, "0003")  # pinned: 0004 is tested in test_htlc_mint_ledger.py
     assert _version(url) == "0003"
     upgraded = Ledger.open(url, h.network, genesis, clock=clock)
     try:
@@ -474,7 +457,7 @@ def test_migration_upgrades_a_0002_ledger_in_place_and_downgrades(tmp_path, cloc
     finally:
         engine.dispose()
     assert _version(fresh) == "0002"
-    migrate(fresh)
+    migrate(fresh, "0003")
     assert _version(fresh) == "0003"
 
 
