@@ -71,6 +71,7 @@ class SwapEngine:
                  anyone_can_refund: frozenset[str] = frozenset()) -> None:
         self.store, self.legs, self.identities = store, legs, identities
         self.anyone_can_refund = anyone_can_refund
+        self._pass_clock: dict[str, Instant] | None = None
 
     # ------------------------------------------------------------------ offers
     def offer(self, pair: SwapPair, user_amount: int, hashlock: bytes, *, user_sender: bytes,
@@ -115,14 +116,27 @@ class SwapEngine:
     def run(self, limit: int = 500) -> int:
         """One pass over every open swap; returns how many were acted on."""
         acted = 0
-        for record in self.store.open_swaps(limit):
-            try:
-                acted += self.step(record) not in (Action.DONE, Action.WAIT_INITIATOR_LOCK,
-                                                   Action.WAIT_INITIATOR_REDEEM,
-                                                   Action.WATCH_INITIATOR_REFUND, Action.HOLD)
-            except BridgeError as exc:  # one swap's chain trouble must not stop the others
-                log.warning("swap step failed swap_id=%s: %s", record.id, exc)
+        self._pass_clock = {}  # each chain's clock is read once per pass, not once per swap
+        try:
+            for record in self.store.open_swaps(limit):
+                try:
+                    acted += self.step(record) not in (
+                        Action.DONE, Action.WAIT_INITIATOR_LOCK, Action.WAIT_INITIATOR_REDEEM,
+                        Action.WATCH_INITIATOR_REFUND, Action.HOLD)
+                except BridgeError as exc:  # one swap's chain trouble must not stop the others
+                    log.warning("swap step failed swap_id=%s: %s", record.id, exc)
+        finally:
+            self._pass_clock = None
         return acted
+
+    def _now(self, leg: HtlcLeg) -> Instant:
+        """`leg.now()`, cached for the current `run` pass (a pass takes seconds; timelock
+        margins are minutes), read fresh outside a pass."""
+        if self._pass_clock is None:
+            return leg.now()
+        if leg.chain not in self._pass_clock:
+            self._pass_clock[leg.chain] = leg.now()
+        return self._pass_clock[leg.chain]
 
     def step(self, record: SwapRecord) -> Action:
         """Observe both legs of one swap, then take the machine's next action."""
@@ -130,7 +144,7 @@ class SwapEngine:
         record = self._observe(record, ini, par)
         legs = SwapStore.legs(record, anyone_can_refund=record.initiator.chain
                               in self.anyone_can_refund)
-        action = next_action_for(legs, Now(ini.now(), par.now()))
+        action = next_action_for(legs, Now(self._now(ini), self._now(par)))
         match action:
             case Action.LOCK_PARTICIPANT:
                 self._lock(record, ini, par)
@@ -232,8 +246,8 @@ class SwapEngine:
             prepared = PreparedLock.from_json(json.loads(record.participant.lock_tx)["prepared"])
             par.broadcast_lock(prepared)
             return
-        check_timelocks(LegTimelock(record.initiator.expiry, ini.now(), ini.timing),
-                        LegTimelock(record.participant.expiry, par.now(), par.timing),
+        check_timelocks(LegTimelock(record.initiator.expiry, self._now(ini), ini.timing),
+                        LegTimelock(record.participant.expiry, self._now(par), par.timing),
                         extra_s=SAFETY_EXTRA_S)
         prepared = par.prepare_lock(_leg_terms(record.participant, record.hashlock))
         if record.status == S.OFFERED:

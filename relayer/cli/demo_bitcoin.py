@@ -50,7 +50,7 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
     def minted() -> Any:
         rows = relayer.get("/v1/transfers", params={"tx": deposit_tx}).json()
         return rows if rows and rows[0]["status"] == "transfer.executed" else None
-    t = _wait_mining(net, "mint of the BTC deposit", minted, fail)[0]
+    t = wait_mining(net, "mint of the BTC deposit", minted, fail)[0]
     asset = asset_key(btc.caip2, "btc")
     balance = ledger.account(bytes(user_key.verify_key)).balances.get(asset, 0)
     seen = net.btcd.rpc().transaction_info(deposit_tx) or {}
@@ -74,7 +74,7 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
         r = relayer.get(f"/v1/transfers/{burn_id}")
         return r.json() if r.status_code == 200 and r.json()["status"] == "transfer.executed" \
             else None
-    t = _wait_mining(net, "release of the wBTC burn", released, fail)
+    t = wait_mining(net, "release of the wBTC burn", released, fail)
     raw = net.btcd.rpc().raw_transaction(t["dest_tx_hash"])
     payee_spk = script_pubkey_from_address(payee, "regtest")
     received = sum(o.nValue for o in CTransaction.deserialize(raw).vout
@@ -100,7 +100,7 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
         raise fail("wBTC supply check failed")
 
 
-def _wait_mining(net: Any, what: str, check: Callable[[], Any], fail: Callable[[str], Exception],
+def wait_mining(net: Any, what: str, check: Callable[[], Any], fail: Callable[[str], Exception],
                  timeout_s: float = 90.0) -> Any:
     """Poll `check`, mining one regtest block every second meanwhile (blocks on demand)."""
     deadline = time.monotonic() + timeout_s

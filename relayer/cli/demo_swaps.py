@@ -11,7 +11,6 @@ to reach the timelocks without waiting minutes.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from web3 import Web3
 from adapters.bitcoin.keys import public_key
 from adapters.evm import devnet as evm
 from htlc.hashlock import hashlock_of, new_secret
+from relayer.cli.demo_bitcoin import wait_mining
 from relayer.cli.swap_user import SwapUser
 from validators.eip712 import address_of
 
@@ -39,19 +39,6 @@ def _user(net: Any, cfg: Any, w3: Web3) -> tuple[SwapUser, str]:
     evm.fund(w3, address_of(secp), 10**18)
     return SwapUser(cfg, net.info.relayer_url, SigningKey.generate(), secp,
                     btc_wallet_start=start), address_of(secp)
-
-
-def _wait(net: Any, what: str, check: Callable[[], Any], fail: Callable[[str], Exception],
-          timeout_s: float = 90.0) -> Any:
-    """Poll `check`, mining a regtest block every second meanwhile."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        net.mine_bitcoin(1)
-        time.sleep(1.0)
-    raise fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def run_swap_story(out: Any, net: Any, cfg: Any, fmt: Callable[[int, int], str],
@@ -74,7 +61,7 @@ def run_swap_story(out: Any, net: Any, cfg: Any, fmt: Callable[[int, int], str],
     def relayer_locked() -> Any:
         s = user.status(swap["id"])
         return s if s["participant"]["status"] == "leg.confirmed" else None
-    swap = _wait(net, "the relayer's ETH lock", relayer_locked, fail)
+    swap = wait_mining(net, "the relayer's ETH lock", relayer_locked, fail)
     out.step("relayer locked ETH for the user after the BTC lock reached depth",
              eth_htlc=swap["participant"]["lock_ref"], amount_eth=fmt(int(q["lock_amount"]), 18),
              user_action=swap["user_action"]["step"])
@@ -89,7 +76,7 @@ def run_swap_story(out: Any, net: Any, cfg: Any, fmt: Callable[[int, int], str],
     def redeemed() -> Any:
         s = user.status(swap["id"])
         return s if s["status"] == "swap.redeemed" else None
-    swap = _wait(net, "the relayer's redeem of the BTC", redeemed, fail)
+    swap = wait_mining(net, "the relayer's redeem of the BTC", redeemed, fail)
     out.step("relayer learnt the secret from the ETH redeem and redeemed the BTC",
              status=swap["status"], btc_leg=swap["initiator"]["status"],
              eth_leg=swap["participant"]["status"])
@@ -105,7 +92,7 @@ def _walk_away_story(out: Any, net: Any, cfg: Any, w3: Web3, fmt: Callable[[int,
     def relayer_locked() -> Any:
         s = user.status(swap["id"])
         return s if s["participant"]["status"] == "leg.confirmed" else None
-    _wait(net, "the relayer's ETH lock", relayer_locked, fail)
+    wait_mining(net, "the relayer's ETH lock", relayer_locked, fail)
     swap = user.presign_refund(user.status(swap["id"]))
     out.step("second swap: user locked 0.01 BTC, handed the relayer a pre-signed refund, and "
              "walks away", swap_id=swap["id"], user_refund_held=swap["user_refund_held"])
@@ -116,7 +103,7 @@ def _walk_away_story(out: Any, net: Any, cfg: Any, w3: Web3, fmt: Callable[[int,
     def eth_refunded() -> Any:
         s = user.status(swap["id"])
         return s if s["participant"]["status"] == "leg.refunded" else None
-    swap = _wait(net, "the relayer's ETH refund", eth_refunded, fail)
+    swap = wait_mining(net, "the relayer's ETH refund", eth_refunded, fail)
     out.step("devnet EVM clock moved past the relayer's timelock: relayer refunded its ETH",
              eth_leg=swap["participant"]["status"])
     wallet = user.leg(swap["initiator"]["chain"], swap["initiator"]["htlc"]).wallet
@@ -128,7 +115,7 @@ def _walk_away_story(out: Any, net: Any, cfg: Any, w3: Web3, fmt: Callable[[int,
     def btc_refunded() -> Any:
         s = user.status(swap["id"])
         return s if s["status"] == "swap.refunded" else None
-    swap = _wait(net, "the broadcast of the user's refund", btc_refunded, fail)
+    swap = wait_mining(net, "the broadcast of the user's refund", btc_refunded, fail)
     wallet.sync()
     back = wallet.balance_sats - before
     out.step("BTC timelock reached: relayer broadcast the user's pre-signed refund",

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from nacl.signing import SigningKey
 from web3 import Web3
 
 from adapters.evm import devnet as evm
-from relayer.cli.devnet import Devnet
 from relayer.cli.swap_user import SwapUser
 from relayer.config import load_config
+from tests.e2e.test_bitcoin_e2e import _mine_until
 from validators.keystore import hot_wallet_secrets, load_keystore
 
 pytestmark = pytest.mark.e2e
@@ -33,17 +32,6 @@ def _ferry(*args: str) -> Any:
                           text=True, timeout=120, check=False, env={**os.environ, **PASS})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def _mine_until(net: Devnet, check: Any, what: str, timeout_s: float = 90) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        net.mine_bitcoin(1)
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_user_swaps_btc_for_eth_with_the_cli_across_a_relayer_sigkill(devnet, tmp_path):
