@@ -186,27 +186,27 @@ class CoinStore:
 def reserve_on(conn: Connection, plan: ReleasePlan, transfer_id: int | None, now: float) -> None:
     """Store `plan` (status signing) and reserve its coins; `IllegalTransition` if a coin is
     not unspent (another plan took it)."""
+    _reserve(conn, plan, transfer_id, now, UNSPENT, "unspent")
+
+
+def _reserve(conn: Connection, plan: ReleasePlan, transfer_id: int | None, now: float,
+             from_status: str, what: str) -> None:
+    """Move each coin of `plan` from `from_status` to reserved (by this plan), then store the
+    plan; `IllegalTransition` naming `what` the coin should have been if one was not."""
     for c in plan.coins:
         changed = conn.execute(update(K).where(and_(
             K.c.chain == plan.chain, K.c.txid == c.txid, K.c.vout == c.vout,
-            K.c.status == UNSPENT)).values(status=RESERVED, spent_by=plan.txid,
-                                           updated_at=now)).rowcount
+            K.c.status == from_status)).values(status=RESERVED, spent_by=plan.txid,
+                                               updated_at=now)).rowcount
         if changed != 1:
-            raise IllegalTransition(f"coin {c.outpoint} is not unspent")
+            raise IllegalTransition(f"coin {c.outpoint} is not {what}")
     _insert_plan(conn, plan, transfer_id, now)
 
 
 def reserve_htlc_on(conn: Connection, plan: ReleasePlan, now: float) -> None:
     """Store a sweep `plan` (status signing) and reserve its one `HTLC` coin;
     `IllegalTransition` if the coin is not in status `HTLC`."""
-    for c in plan.coins:
-        changed = conn.execute(update(K).where(and_(
-            K.c.chain == plan.chain, K.c.txid == c.txid, K.c.vout == c.vout,
-            K.c.status == HTLC)).values(status=RESERVED, spent_by=plan.txid,
-                                        updated_at=now)).rowcount
-        if changed != 1:
-            raise IllegalTransition(f"coin {c.outpoint} is not an unswept htlc coin")
-    _insert_plan(conn, plan, None, now)
+    _reserve(conn, plan, None, now, HTLC, "an unswept htlc coin")
 
 
 def htlc_burned_on(conn: Connection, chain: str, coin: Coin, now: float) -> None:

@@ -75,6 +75,12 @@ def btcd_binary() -> Path:
                        "run `make install` (builds it with go)")
 
 
+def p2wpkh_script(pubkey: bytes) -> bytes:
+    """The P2WPKH scriptPubKey ``OP_0 <HASH160(pubkey)>`` (BIP-141 v0 keyhash) of a 33-byte
+    compressed `pubkey` (what `htlc.legs_bitcoin.CoinWallet.script_pubkey` pays)."""
+    return b"\x00\x14" + bytes(Hash160(pubkey))
+
+
 def address_p2wpkh(pubkey: bytes, network: str) -> str:
     """The P2WPKH bech32 address (BIP-173, witness v0) of a 33-byte compressed `pubkey`.
 

@@ -17,6 +17,7 @@ from typing import Any
 from nacl.signing import SigningKey
 from web3 import Web3
 
+from adapters.bitcoin.devnet import p2wpkh_script
 from adapters.bitcoin.keys import public_key
 from adapters.evm import devnet as evm
 from htlc.hashlock import hashlock_of, new_secret
@@ -30,11 +31,9 @@ SWAP_SATS = 1_000_000  # 0.01 BTC
 
 def _user(net: Any, cfg: Any, w3: Web3) -> tuple[SwapUser, str]:
     """A user with 0.05 BTC in a P2WPKH wallet and 1 ETH for gas."""
-    from bitcoin.core import Hash160
-
     secp = os.urandom(32)
     start = net.btcd.rpc().block_count()
-    net.faucet.pay(b"\x00\x14" + bytes(Hash160(public_key(secp))), 5 * SAT // 100)
+    net.faucet.pay(p2wpkh_script(public_key(secp)), 5 * SAT // 100)
     net.mine_bitcoin(1)
     evm.fund(w3, address_of(secp), 10**18)
     return SwapUser(cfg, net.info.relayer_url, SigningKey.generate(), secp,

@@ -21,7 +21,7 @@ from pathlib import Path
 from eth_account import Account
 
 from adapters.base import NATIVE_TOKEN
-from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh
+from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh, p2wpkh_script
 from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.scripts import Vault
 from adapters.cosmos.devnet import CosmosWallet, SimdNode
@@ -34,12 +34,6 @@ ETH_CHAIN_ID = 31337
 BSC_CHAIN_ID = 31338
 EVM_FUNDS_WEI = 1_000 * 10**18
 SWAP_WALLET_SATS = 10 * 10**8  # the relayer's BTC for ETH->BTC swaps
-
-
-def _hash160(data: bytes) -> bytes:
-    from bitcoin.core import Hash160
-
-    return bytes(Hash160(data))
 
 
 @dataclass
@@ -249,7 +243,7 @@ class Devnet:
             w3 = evm.connect(node.rpc_url)
             htlcs[name] = deploy_htlc(w3, sender_key=evm.ANVIL_DEV_KEY).lower()
             evm.fund(w3, swap_keys.evm_address, EVM_FUNDS_WEI)
-        self.faucet.pay(b"\x00\x14" + _hash160(swap_keys.secp256k1_public), SWAP_WALLET_SATS)
+        self.faucet.pay(p2wpkh_script(swap_keys.secp256k1_public), SWAP_WALLET_SATS)
         self.faucet.mine(1)
         return htlcs
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bitcoin.core import Hash160
 from nacl.signing import SigningKey
 from web3 import Web3
 
+from adapters.bitcoin.devnet import p2wpkh_script
 from adapters.evm import devnet as evm
 from relayer.cli.swap_user import SwapUser
 from relayer.config import load_config
@@ -39,7 +39,7 @@ def test_a_user_swaps_btc_for_eth_with_the_cli_across_a_relayer_sigkill(devnet, 
     keyfile, secret_file = tmp_path / "user.json", tmp_path / "secret.hex"
     made = _ferry("keys", "new", "--out", str(keyfile))
     pub = bytes.fromhex(made["secp256k1_pubkey"])
-    devnet.faucet.pay(b"\x00\x14" + bytes(Hash160(pub)), SAT // 10)
+    devnet.faucet.pay(p2wpkh_script(pub), SAT // 10)
     devnet.mine_bitcoin(1)
     w3 = evm.connect(devnet.info.rpc["ethereum"])
     evm.fund(w3, made["evm_address"], 10**18)

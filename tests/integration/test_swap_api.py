@@ -19,6 +19,7 @@ from nacl.signing import SigningKey
 from web3 import Web3
 
 from adapters.base import NATIVE_TOKEN
+from adapters.bitcoin.devnet import p2wpkh_script
 from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.tx import decode_tx
 from adapters.errors import ValidationError
@@ -80,7 +81,7 @@ class Stack:
         self.user = SwapUser(self.cfg, "http://testserver", SigningKey.generate(), user_secp,
                              btc_wallet_start=start, http=self.client)
         self.user_evm, self.user_secp = address_of(user_secp), user_secp
-        btcd.faucet.pay(b"\x00\x14" + _hash160(public_key(user_secp)), 5_000_000)
+        btcd.faucet.pay(p2wpkh_script(public_key(user_secp)), 5_000_000)
         btcd.rpc.generate(1)
 
     def mine(self, btc_blocks: int = 1, eth_seconds: int = 0) -> None:
@@ -98,11 +99,6 @@ class Stack:
     def eth_balance(self, address: str) -> int:
         return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
 
-
-def _hash160(data: bytes) -> bytes:
-    from bitcoin.core import Hash160
-
-    return bytes(Hash160(data))
 
 
 @pytest.fixture
