@@ -26,6 +26,8 @@ class LedgerSection(BaseModel):
             (driven by psycopg 3).
         host, port: where ``ferry ledger serve`` listens (HTTP).
         url: base URL clients use; defaults to ``http://{host}:{port}``.
+        operator_token_sha256: hex SHA-256 of the operator token that may release delayed mints
+            and pause routes on the ledger (``/v1/ledger/risk/*``); None: those calls are refused.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -34,6 +36,7 @@ class LedgerSection(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=1, le=65535)
     url: str | None = None
+    operator_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _default_url(self) -> LedgerSection:

@@ -23,9 +23,11 @@ from adapters.cosmos.config import CosmosChainConfig
 from adapters.errors import ConfigError
 from adapters.evm.config import EvmChainConfig
 from ledger.config import AssetConfig, LedgerSection
+from relayer.api_settings import ApiSection
 from relayer.quotes import SwapsSection
 from validators.attestation import LEDGER_CHAIN, ValidatorInfo, ValidatorSet, parse_hex
 from validators.config import ValidatorSection
+from validators.risk import RiskSection
 
 
 class RelayerSection(BaseModel):
@@ -98,6 +100,8 @@ class FerryConfig(BaseSettings):
     assets: list[AssetConfig] = Field(default_factory=list)
     validator_set: ValidatorSetConfig | None = None
     swaps: SwapsSection = Field(default_factory=SwapsSection)
+    risk: RiskSection = Field(default_factory=RiskSection)
+    api: ApiSection = Field(default_factory=ApiSection)
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,7 @@ class EvmChainConfig(BaseModel):
         request_timeout_s: seconds before one HTTP request is abandoned.
         gas_limit_release: gas limit of a ``release`` transaction.
         max_fee_cap_gwei: ceiling of ``maxFeePerGas`` (and the priority fee), in gwei.
+        block_time_s: expected seconds per block (ETAs shown by the API only).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +50,7 @@ class EvmChainConfig(BaseModel):
     request_timeout_s: float = Field(default=10.0, gt=0)
     gas_limit_release: int = Field(default=300_000, ge=21_000)
     max_fee_cap_gwei: int = Field(default=500, ge=1)
+    block_time_s: float = Field(default=12.0, gt=0)
 
     @field_validator("rpc_url")
     @classmethod
