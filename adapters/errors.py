@@ -7,7 +7,8 @@ Owns: the error classes only. Must not import anything from Ferry.
     ├── ChainError(chain)                  a chain or its RPC misbehaved
     │   ├── RetryableChainError            worth retrying (tenacity retries these only)
     │   │   ├── RpcUnavailable             connection refused, timeout, 5xx
-    │   │   └── NonceTooLow                a sender nonce raced another submission
+    │   │   ├── NonceTooLow                a sender nonce raced another submission
+    │   │   └── RpcDisagreement            a chain's RPC endpoints answered differently
     │   ├── WrongChain                     the RPC serves another chain id
     │   ├── ReorgDetected                  block-hash continuity broke at a height
     │   └── SubmissionReverted             a submitted transaction reverted on chain
@@ -18,12 +19,20 @@ Owns: the error classes only. Must not import anything from Ferry.
     │   ├── UnknownAccount
     │   ├── InsufficientBalance
     │   ├── BadNonce
-    │   └── InvalidAddress
+    │   ├── InvalidAddress
+    │   ├── UnknownTransfer                no relayer transfer has that id
+    │   ├── UnknownRoute                   no configured route has that key (operator API)
+    │   ├── UnknownChain                   no configured chain has that CAIP-2 id
+    │   ├── RescanRefused                  a rescan height outside [start_block, cursor]
+    │   ├── InvalidCursor                  a pagination cursor that does not decode (API)
+    │   └── AmountTooSmall                 below the route's smallest creditable deposit
     ├── HtlcError                          hashlock / timelock violations
     ├── IllegalTransition                  a state machine refused a move
     ├── ConfigError                        bad or missing configuration
     ├── KeystoreError                      wrong passphrase, corrupt key file
-    └── Unsupported                        an optional adapter capability is absent
+    ├── Unsupported                        an optional adapter capability is absent
+    ├── Unauthorized                       no, unknown or revoked API key (HTTP 401)
+    └── Forbidden                          an API key without the needed scope (HTTP 403)
 """
 
 from __future__ import annotations
@@ -103,6 +112,12 @@ class InvalidAddress(ValidationError):
     code = "invalid_address"
 
 
+class UnknownTransfer(ValidationError):
+    """No relayer transfer has that id (operator release/retry of a transfer)."""
+
+    code = "unknown_transfer"
+
+
 class HtlcError(BridgeError):
     code = "htlc_error"
 
@@ -121,3 +136,52 @@ class KeystoreError(BridgeError):
 
 class Unsupported(BridgeError):
     code = "unsupported"
+
+
+class UnknownRoute(ValidationError):
+    """No configured route has that key (`validators.risk.route_key`)."""
+
+    code = "unknown_route"
+
+
+class UnknownChain(ValidationError):
+    """No configured chain has that CAIP-2 id."""
+
+    code = "unknown_chain"
+
+
+class RescanRefused(ValidationError):
+    """A rescan height below the chain's ``start_block`` or above its scan cursor."""
+
+    code = "rescan_refused"
+
+
+class InvalidCursor(ValidationError):
+    """A pagination cursor that does not decode, or belongs to another list (`api.pagination`)."""
+
+    code = "invalid_cursor"
+
+
+class AmountTooSmall(ValidationError):
+    """An amount below the smallest deposit the route credits (dust would never be minted)."""
+
+    code = "amount_too_small"
+
+
+class Unauthorized(BridgeError):
+    """No credentials, or an unknown or revoked API key (HTTP 401). Nothing was changed."""
+
+    code = "unauthorized"
+
+
+class Forbidden(BridgeError):
+    """A valid API key without the scope the call needs (HTTP 403). Nothing was changed."""
+
+    code = "forbidden"
+
+
+class RpcDisagreement(RetryableChainError):
+    """SECURITY: the RPC endpoints asked for one minting-relevant read (logs, blocks, finality)
+    answered differently, so nothing is acted on; the job retries at its next interval."""
+
+    code = "rpc_disagreement"

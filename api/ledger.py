@@ -10,12 +10,17 @@ GET burns?after_seq&limit, GET burns/{burn_id}, GET assets, POST validator-set,
 GET journal?after_seq&limit, POST deposit-accounts, GET deposit-accounts?chain&after_seq&limit,
 POST htlcs/{htlc_id}/redeem, POST htlcs/{htlc_id}/refund, GET htlcs/{htlc_id},
 GET htlcs?hashlock&after_seq&limit (an ``htlc_lock`` is submitted through POST transactions),
-POST mint-intents, GET mint-intents?chain&after_seq&limit, GET mint-intents/{intent_id}.
+POST mint-intents, GET mint-intents?chain&after_seq&limit, GET mint-intents/{intent_id};
+GET risk, POST risk/release|pause|unpause (`api.ledger_risk`, 401 ``unauthorized``);
+GET journal/root, GET journal/{seq}/proof?tree_size, GET accounts/{account}/history?cursor&limit
+(`api.ledger_history`: RFC 6962 journal root, audit paths, account history with proofs).
 Status codes: 400 invalid input (an unconfigured bridge chain included: ``unknown_bridge``;
 ``bad_preimage``, ``timelock_too_short``), 404 unknown asset/account/route, ``unknown_burn``
 and ``unknown_htlc``, 409 conflicts with the current state (bad nonce, insufficient balance,
-wrong epoch, ``htlc_already_settled``, ``htlc_not_expired``, ``htlc_expired``), 503 retryable,
-500 otherwise.
+wrong epoch, ``htlc_already_settled``, ``htlc_not_expired``, ``htlc_expired``,
+``illegal_transition``, ``rescan_refused``), 401 ``unauthorized`` and 403 ``forbidden`` (operator
+API keys, `api.auth`), 404 also ``unknown_transfer``/``unknown_route``/``unknown_chain``,
+503 retryable, 500 otherwise.
 """
 
 from __future__ import annotations
@@ -32,13 +37,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.errors import (
     BadNonce,
     BridgeError,
+    Forbidden,
     HtlcError,
+    IllegalTransition,
     InsufficientBalance,
+    RescanRefused,
     RetryableChainError,
+    Unauthorized,
     UnknownAccount,
     UnknownAsset,
+    UnknownChain,
+    UnknownRoute,
+    UnknownTransfer,
     ValidationError,
 )
+from api.ledger_risk import risk_router
 from htlc.errors import (
     BadPreimage,
     HtlcAlreadySettled,
@@ -105,9 +118,10 @@ class MintsIn(_In):
 
 class MintResultOut(BaseModel):
     event_id: str
-    status: Literal["minted", "duplicate", "rejected"]
+    status: Literal["minted", "duplicate", "rejected", "deferred"]
     code: str | None
     seq: int | None
+    retry_at: float | None = None
 
 
 class MintsOut(BaseModel):
@@ -181,6 +195,7 @@ class StatusOut(BaseModel):
     validator_set: ValidatorSetJson
     journal_seq: int
     journal_head: str
+    journal_root: str  # RFC 6962 root of entries 1..journal_seq (`api.ledger_history`)
 
 
 class ValidatorSetIn(_In):
@@ -276,7 +291,9 @@ router = APIRouter(prefix="/v1/ledger", responses={400: {"model": ErrorOut}})
 
 @router.get("/status", response_model=StatusOut)
 def get_status(ledger: LedgerDep) -> StatusOut:
-    return StatusOut.model_validate(ledger.status().to_json())
+    status = ledger.status()
+    root = ledger.history.root(status.journal_seq)[1]
+    return StatusOut.model_validate({**status.to_json(), "journal_root": "0x" + root.hex()})
 
 
 @router.post("/mints", response_model=MintsOut)
@@ -473,10 +490,15 @@ def get_htlcs(
 
 def http_status(exc: BridgeError) -> int:
     """HTTP status for a `BridgeError` (see the module docstring)."""
-    if isinstance(exc, UnknownAsset | UnknownAccount | UnknownHtlc):
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, UnknownAsset | UnknownAccount | UnknownHtlc | UnknownTransfer
+                  | UnknownRoute | UnknownChain):
         return 404
     if isinstance(exc, BadNonce | InsufficientBalance | WrongEpoch | HtlcAlreadySettled
-                  | HtlcNotExpired | HtlcExpired):
+                  | HtlcNotExpired | HtlcExpired | RescanRefused | IllegalTransition):
         return 409
     if isinstance(exc, ValidationError | BadPreimage | TimelockTooShort):
         return 400
@@ -524,5 +546,9 @@ def create_ledger_app(ledger: Ledger) -> FastAPI:
     app = FastAPI(title="Ferry ledger", version="1")
     app.state.ledger = ledger
     app.include_router(router)
+    app.include_router(risk_router)
+    from api.ledger_history import router as history_router  # imports this module
+
+    app.include_router(history_router)
     install_error_handlers(app)
     return app

@@ -1,5 +1,7 @@
-"""The relayer's HTTP surface: the attestation inbox validators deliver to, transfer lookups,
-and health. Thin: parsing and shaping only; the work is in `relayer.inbox` and `relayer.store`.
+"""The relayer's HTTP surface for validators: the attestation inbox they deliver to, the custody
+spends waiting for their signatures, the coins backing the supply, and health. Thin: parsing
+and shaping only; the work is in `relayer.inbox` and `relayer.store`. Transfer lookups are
+`api.transfers`; the whole app is assembled by `api.app.create_api_app`.
 """
 
 from __future__ import annotations
@@ -27,35 +29,6 @@ class DeliveryResult(BaseModel):
     rejected: list[dict[str, Any]]
 
 
-class TransferView(BaseModel):
-    id: int
-    kind: str
-    event_key: str
-    status: str
-    reason: str
-    source_chain: str
-    dest_chain: str
-    asset: str
-    amount: str
-    sender: str
-    recipient: str
-    src_tx_hash: str
-    dest_tx_hash: str | None
-    ledger_seq: int | None
-    history: list[dict[str, Any]]
-
-
-def _view(store: Store, row: Any) -> TransferView:
-    history = [{"from": h.from_status, "to": h.to_status, "reason": h.reason, "at": h.at}
-               for h in store.history(row.id)]
-    return TransferView(
-        id=row.id, kind=row.kind, event_key=row.event_key, status=row.status, reason=row.reason,
-        source_chain=row.source_chain, dest_chain=row.dest_chain, asset=row.asset,
-        amount=row.amount, sender=row.sender, recipient=row.recipient,
-        src_tx_hash=row.src_tx_hash, dest_tx_hash=row.dest_tx_hash, ledger_seq=row.ledger_seq,
-        history=history)
-
-
 def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
     router = APIRouter()
 
@@ -65,17 +38,6 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
             raise HTTPException(413, "at most 10000 attestations per delivery")
         accepted, redundant, rejected = inbox.accept(body.attestations)
         return DeliveryResult(accepted=accepted, redundant=redundant, rejected=rejected)
-
-    @router.get("/v1/transfers/{event_key:path}", response_model=TransferView)
-    def transfer(event_key: str) -> TransferView:
-        row = store.get(event_key)
-        if row is None:
-            raise HTTPException(404, "no such transfer")
-        return _view(store, row)
-
-    @router.get("/v1/transfers", response_model=list[TransferView])
-    def by_tx(tx: str = Query(..., min_length=64, max_length=66)) -> list[TransferView]:
-        return [_view(store, r) for r in store.by_source_tx(tx.lower())]
 
     @router.get("/v1/custody/plans")
     def custody_plans(chain: str = Query(..., min_length=3, max_length=64)) -> dict[str, Any]:
@@ -110,16 +72,20 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
     return router
 
 
-def create_relayer_app(store: Store, inbox: AttestationInbox, swaps: Any = None) -> FastAPI:
-    """The relayer's app; with `swaps` (a `relayer.cli.swaps.SwapRuntime`), the swap routes
-    (`api.swaps`) too. Errors are ``{"error": {"code", "message"}}`` bodies."""
-    from api.ledger import install_error_handlers
+def create_relayer_app(store: Store, inbox: AttestationInbox, swaps: Any = None,
+                       cfg: Any = None, ledger: Any = None) -> FastAPI:
+    """The API app (`api.app.create_api_app`) over what a relayer has, without rate limits (in-
+    process stacks drive validators through it). Kept for callers that predate `ApiContext`.
 
-    app = FastAPI(title="Ferry relayer", version="1")
-    app.include_router(relayer_router(store, inbox))
-    if swaps is not None:
-        from api.swaps import swaps_router
+    Args:
+        swaps: a `relayer.cli.swaps.SwapRuntime`, or None (no swap routes).
+        cfg: the `FerryConfig` (default: an empty one: no chains, so POST /v1/transfers
+            refuses every route and confirmations show no need).
+        ledger: a ledger client; None leaves out the routes that need one.
+    """
+    from api.app import ApiContext, create_api_app
+    from relayer.config import FerryConfig
 
-        app.include_router(swaps_router(swaps.engine, swaps.section))
-    install_error_handlers(app)
-    return app
+    ctx = ApiContext(cfg=cfg if cfg is not None else FerryConfig(), store=store, ledger=ledger,
+                     inbox=inbox, swaps=swaps, clock=store.clock)
+    return create_api_app(ctx, rate_limits=False)

@@ -36,7 +36,9 @@ from htlc.errors import (
 from htlc.mint_intent import MintIntent
 from ledger.errors import error_class_for_code
 from ledger.fields import account_hex
+from ledger.history import HistoryPage, InclusionProof, JournalProof
 from ledger.mint_intents import IntentRegistration
+from ledger.risk import RiskReport
 from ledger.transactions import SignedTx
 from ledger.types import (
     UNKNOWN_BURN_CODE,
@@ -95,9 +97,11 @@ class LedgerClient:
         self.close()
 
     def _call(self, method: str, path: str, *, json: Any = None,
-              params: dict[str, int | str] | None = None) -> dict[str, Any]:
+              params: dict[str, int | str] | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
         try:
-            response = self._http.request(method, "/v1/ledger" + path, json=json, params=params)
+            response = self._http.request(method, "/v1/ledger" + path, json=json, params=params,
+                                          headers=headers)
         except httpx.TransportError as exc:
             raise RpcUnavailable(f"{method} {path}: {exc!r}", chain=LEDGER_CHAIN) from exc
         try:
@@ -342,6 +346,96 @@ class LedgerClient:
         if not isinstance(seq, int):
             raise BridgeError("validator-set answer has no seq")
         return seq
+
+    # ---- risk (`api.ledger_risk`) ------------------------------------------------------------
+
+    def risk(self) -> RiskReport:
+        """``GET /v1/ledger/risk``: paused routes, deferred mints, window usage per route."""
+        return _parse(RiskReport.from_json, self._call("GET", "/risk"))
+
+    def release_mint(self, event_id: str, token: str) -> bool:
+        """``POST /v1/ledger/risk/release``: operator release of a deferred (or not yet seen)
+        mint. Returns whether it changed anything.
+
+        Raises:
+            Unauthorized: `token` is not the ledger's operator token (nothing changed).
+        """
+        return self._operator("/risk/release", {"event_id": event_id}, token)
+
+    def pause_route(self, route: str, reason: str, token: str) -> bool:
+        """``POST /v1/ledger/risk/pause``; returns whether the route was not paused before.
+
+        Raises:
+            Unauthorized: `token` is not the ledger's operator token (nothing changed).
+        """
+        return self._operator("/risk/pause", {"route": route, "reason": reason}, token)
+
+    def unpause_route(self, route: str, token: str) -> bool:
+        """``POST /v1/ledger/risk/unpause``; returns whether the route was paused.
+
+        Raises:
+            Unauthorized: `token` is not the ledger's operator token (nothing changed).
+        """
+        return self._operator("/risk/unpause", {"route": route}, token)
+
+    def _operator(self, path: str, body: dict[str, str], token: str) -> bool:
+        answer = self._call("POST", path, json=body,
+                            headers={"Authorization": f"Bearer {token}"})
+        changed = answer.get("changed")
+        if not isinstance(changed, bool):
+            raise BridgeError(f"{path} answer has no 'changed'")
+        return changed
+
+    def journal_root(self) -> tuple[int, bytes]:
+        """``GET /v1/ledger/journal/root``: (tree size, 32-byte RFC 6962 root of the journal)."""
+        body = self._call("GET", "/journal/root")
+        proof = _parse(InclusionProof.from_json, {**body, "path": []})
+        return proof.tree_size, proof.root
+
+    def journal_proof(self, seq: int, tree_size: int | None = None) -> JournalProof:
+        """``GET /v1/ledger/journal/{seq}/proof``: entry `seq`'s hash and audit path in the tree
+        of the first `tree_size` entries (default: the whole journal).
+
+        Raises:
+            ValidationError: the ledger refused the seq/tree_size.
+            BridgeError: the answer is for another seq or size, or its proof does not verify
+                against its own root (`ledger.merkle.verify_inclusion`).
+        """
+        params: dict[str, int | str] | None = None if tree_size is None else {
+            "tree_size": tree_size}
+        proof = _parse(JournalProof.from_json,
+                       self._call("GET", f"/journal/{int(seq)}/proof", params=params))
+        if proof.seq != seq or (tree_size is not None and proof.proof.tree_size != tree_size):
+            raise BridgeError("journal proof answer is for another seq or tree size")
+        if not proof.verify():
+            raise BridgeError(f"journal proof of seq {seq} does not verify against its root")
+        return proof
+
+    def account_history(
+        self, account: bytes, cursor: str | None = None, limit: int = 100
+    ) -> HistoryPage:
+        """``GET /v1/ledger/accounts/{account}/history``: balance changes of a 32-byte account,
+        newest first, at most `limit` (1..500); pass `next_cursor` back for the next page.
+
+        Raises:
+            InvalidCursor: the ledger did not issue `cursor`.
+            BridgeError: more than `limit` items, items not newest first, or an item whose
+                proof does not verify against its root.
+        """
+        params: dict[str, int | str] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = _parse(HistoryPage.from_json,
+                      self._call("GET", f"/accounts/{account_hex(account)}/history",
+                                 params=params))
+        if len(page.items) > limit:
+            raise BridgeError(f"history answer has more than {limit} items")
+        seqs = [item.seq for item in page.items]
+        if seqs != sorted(seqs, reverse=True):
+            raise BridgeError("history answer is not newest first")
+        if not all(item.verify() for item in page.items):
+            raise BridgeError("history answer has an entry whose proof does not verify")
+        return page
 
 
 def _is_error_body(body: object) -> bool:

@@ -17,7 +17,9 @@ SECURITY: a mint is accepted only if all hold, checked in this order:
    contract, event or epoch never counts;
 7. an event whose recipient is a registered mint intent (HTLC-driven minting) passes
    `ledger.mint_intents.check_funding` and mints into an HTLC of origin ``mint`` instead of
-   a balance (journal kind ``htlc_mint``; `ledger.mint_intents`).
+   a balance (journal kind ``htlc_mint``; `ledger.mint_intents`);
+8. the risk rules (`ledger.risk.MintGate`: route pause, rolling volume limit, large-transfer
+   delay) let it through now; else it is ``deferred`` (only its first-sight row is written).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from adapters.errors import (
     ValidationError,
 )
 from htlc.mint_intent import MintIntent, is_htlc_sender
-from ledger import mint_intents, store
+from ledger import mint_intents, risk, store
 from ledger.errors import UnknownBridge, WrongEpoch
 from ledger.fields import MAX_AMOUNT, check_amount
 from ledger.journal import JournalChain, JournalKind
@@ -53,6 +55,7 @@ from ledger.types import (
 )
 from validators.attestation import ValidatorSet, lock_attestation_message
 from validators.quorum import verify_quorum
+from validators.risk import RiskSection
 
 log = logging.getLogger(__name__)
 MAX_INT64 = 2**63 - 1
@@ -122,14 +125,17 @@ def check_mint(
 
 
 def apply_mint_batch(
-    conn: Connection, state: store.State, requests: Sequence[MintRequest], now: float = 0.0
+    conn: Connection, state: store.State, requests: Sequence[MintRequest], now: float = 0.0,
+    risk_section: RiskSection | None = None,
 ) -> list[MintResult]:
     """Check and apply `requests` inside the caller's write transaction, `state` being the
     state row the caller locked (`store.lock_state`); `now` is the ledger clock (seconds),
-    against which a funded mint intent's ledger timelock is checked (rule 7).
+    against which a funded mint intent's ledger timelock is checked (rule 7) and the risk
+    rules of `risk_section` (None: no limits; paused routes still wait) are applied (rule 8).
 
-    Rejected and duplicate requests write nothing; the accepted ones are written together
-    with ``executemany`` (journal entries, accounts, balances, mint rows, asset counters, head).
+    Rejected and duplicate requests write nothing, deferred ones only their first-sight row;
+    the accepted ones are written together with ``executemany`` (journal entries, accounts,
+    balances, mint rows, asset counters, head, risk usage).
     Within the batch a repeated event id is a duplicate of its first accepted occurrence.
 
     Returns:
@@ -149,6 +155,7 @@ def apply_mint_batch(
     intents = mint_intents.load_many(conn, ["0x" + r.event.recipient.hex() for r in requests
                                             if is_htlc_sender(r.event.sender)])
 
+    gate = risk.MintGate(conn, risk_section, now, [r.event.event_id for r in requests])
     results: list[MintResult | None] = [None] * len(requests)
     accepted: list[tuple[int, CheckedMint]] = []
     in_batch: dict[str, int] = {}  # event id -> index of its accepted request
@@ -176,6 +183,10 @@ def apply_mint_batch(
             log.info("mint rejected event_id=%s code=%s: %s", event_id, exc.code, exc)
             results[index] = MintResult(event_id, MintStatus.REJECTED, exc.code)
             continue
+        held = gate.hold(event_id, request.event.chain, checked.asset, request.event.amount)
+        if held is not None:
+            results[index] = held
+            continue
         supply[checked.asset] += request.event.amount
         in_batch[event_id] = index
         accepted.append((index, checked))
@@ -184,6 +195,7 @@ def apply_mint_batch(
         seqs = _write(conn, state, assets, accepted, now)
         for (index, checked), seq in zip(accepted, seqs, strict=True):
             results[index] = MintResult(checked.request.event.event_id, MintStatus.MINTED, None, seq)
+    gate.write()
     out: list[MintResult] = []
     for result in results:
         assert result is not None

@@ -37,11 +37,12 @@ from adapters.errors import (
     ValidationError,
 )
 from htlc.mint_intent import MintIntent
-from ledger import htlcs, mint_intents, store
+from ledger import htlcs, mint_intents, risk, store
 from ledger.config import AssetConfig, LedgerGenesis
 from ledger.db import make_engine, migrate_engine, read_transaction, write_transaction
 from ledger.errors import InvariantViolation, JournalCorrupt, UnknownBridge, WrongEpoch
 from ledger.fields import account_hex, parse_chain, parse_token
+from ledger.history import LedgerHistory
 from ledger.journal import ZERO_HASH, JournalChain, JournalKind, verify_chain
 from ledger.minting import MAX_INT64, apply_mint_batch
 from ledger.transactions import BurnTx, HtlcLockTx, SignedTx, verify_transaction
@@ -61,6 +62,7 @@ from ledger.types import (
 )
 from validators.attestation import ValidatorSet, canonical, validator_set_message
 from validators.quorum import verify_quorum
+from validators.risk import RiskSection
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000  # most rows one burns()/journal()/deposit_accounts() call returns
@@ -73,18 +75,27 @@ class Ledger:
         engine: from `ledger.db.make_engine`, schema already migrated.
         network: Ferry network name.
         clock: time source of `registered_at` and of HTLC timelocks (default: the system clock).
+        risk: the ``[risk]`` limits applied before minting (`ledger.risk`; None: no limits).
+        operator_token_sha256: hex SHA-256 of the operator token of the risk endpoints (None:
+            operator calls are refused).
     """
 
-    def __init__(self, engine: Engine, network: str, clock: Clock | None = None) -> None:
+    def __init__(self, engine: Engine, network: str, clock: Clock | None = None, *,
+                 risk: RiskSection | None = None,
+                 operator_token_sha256: str | None = None) -> None:
         self._engine = engine
         self._network = network
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._risk = risk
+        self._operator_sha256 = operator_token_sha256
+        self.history = LedgerHistory(engine)  # journal tree, proofs, account history
 
     @classmethod
     def open(
         cls, database_url: str, network: str, genesis: LedgerGenesis, *, migrate: bool = True,
-        clock: Clock | None = None,
+        clock: Clock | None = None, risk: RiskSection | None = None,
+        operator_token_sha256: str | None = None,
     ) -> Ledger:
         """Open (creating on first use) the ledger at `database_url`.
 
@@ -97,6 +108,7 @@ class Ledger:
             network: Ferry network name (e.g. ``devnet``); signed into every transaction.
             genesis: genesis validator set, bridges and assets.
             clock: time source of `registered_at` (default: the system clock).
+            risk, operator_token_sha256: see the class.
 
         Raises:
             ConfigError: unsupported URL; the stored network or genesis set differs; a bridge
@@ -107,7 +119,8 @@ class Ledger:
         engine = make_engine(database_url)
         if migrate:
             migrate_engine(engine)
-        ledger = cls(engine, network, clock)
+        ledger = cls(engine, network, clock, risk=risk,
+                     operator_token_sha256=operator_token_sha256)
         ledger._init_genesis(genesis.validator_set)
         for chain, contract in genesis.bridges.items():
             ledger.register_bridge(chain, contract)
@@ -276,7 +289,8 @@ class Ledger:
         """Mint each request that carries a valid quorum certificate (rules: `ledger.minting`).
 
         One DB transaction for the batch; a rejected or duplicate request writes nothing and
-        does not affect the others. Idempotent: a request whose event id was minted before
+        does not affect the others; one the risk rules hold back (`ledger.risk`) is
+        ``deferred`` and writes only its first-sight row. Idempotent: a request whose event id was minted before
         returns ``duplicate`` with the original journal seq.
 
         Returns:
@@ -290,7 +304,8 @@ class Ledger:
         for attempt in (1, 2):
             try:
                 with self._writing() as (conn, state):
-                    results = apply_mint_batch(conn, state, requests, self._clock.now())
+                    results = apply_mint_batch(conn, state, requests, self._clock.now(),
+                                               self._risk)
                 break
             except IntegrityError:
                 # Only reachable if another writer bypassed the state-row lock; the retry sees
@@ -301,6 +316,32 @@ class Ledger:
         minted = sum(1 for r in results if r.status == "minted")
         log.info("mint batch n=%d minted=%d", len(requests), minted)
         return results
+
+    # ---- risk (rules and tables: `ledger.risk`) -----------------------------------------------
+
+    def authorize_operator(self, token: str | None) -> None:
+        """Raise `Unauthorized` unless sha256(`token`) is the configured operator token hash."""
+        risk.check_operator(self._operator_sha256, token)
+
+    def risk_report(self) -> risk.RiskReport:
+        """Paused routes, deferred mints and window usage per route (`ledger.risk.report`)."""
+        with read_transaction(self._engine) as conn:
+            return risk.report(conn, self._risk, self._clock.now())
+
+    def release_mint(self, event_id: str) -> bool:
+        """Operator release of a (deferred or not yet seen) mint; see `ledger.risk.release`."""
+        with self._writing() as (conn, _state):
+            return risk.release(conn, event_id, self._clock.now())
+
+    def pause_route(self, route: str, reason: str) -> bool:
+        """Pause a route's mints; see `ledger.risk.pause`."""
+        with self._writing() as (conn, _state):
+            return risk.pause(conn, route, reason, self._clock.now())
+
+    def unpause_route(self, route: str) -> bool:
+        """Unpause a route; see `ledger.risk.unpause`."""
+        with self._writing() as (conn, _state):
+            return risk.unpause(conn, route)
 
     def submit_transaction(self, signed: SignedTx) -> TxReceipt:
         """Apply a user-signed burn, transfer or htlc_lock (format: `ledger.transactions`).

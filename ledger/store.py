@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from ledger import history
 from ledger.journal import JournalChain
 from ledger.models import (
     AccountRow,
@@ -93,8 +94,11 @@ def save_head(conn: Connection, chain: JournalChain, epoch: int | None = None) -
 
 
 def insert_journal(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Insert journal rows and, in the same transaction, their account-history index rows
+    (`ledger.history`): every journal write goes through here."""
     if rows:
         conn.execute(insert(JOURNAL), list(rows))
+        history.insert_account_entries(conn, rows)
 
 
 def journal_page(conn: Connection, after_seq: int, limit: int) -> list[JournalEntry]:

@@ -131,3 +131,23 @@ def open_harness(database_url: str, *, network: str = "ferry-test") -> Harness:
     )
     h.ledger = Ledger.open(database_url, network, genesis)
     return h
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Alembic-downgrade the ledger at `database_url` to `revision` (tests build a database at
+    an old revision by writing at head and downgrading: the current code writes tables that old
+    revisions lack, and a downgrade keeps the rows of the tables the old revision has)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from ledger.db import MIGRATIONS_DIR, make_engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()

@@ -32,6 +32,8 @@ class MintStatus(StrEnum):
     MINTED = "minted"  # credited now
     DUPLICATE = "duplicate"  # this event id was minted before; nothing changed
     REJECTED = "rejected"  # refused; `code` says why; nothing changed
+    DEFERRED = "deferred"  # held back by the risk rules (`ledger.risk`); `code` says why and
+    # `retry_at` when it may pass (None: only an operator can move it); nothing minted
 
 
 def _obj(data: object, what: str) -> Mapping[str, object]:
@@ -192,16 +194,20 @@ class MintRequest:
 @dataclass(frozen=True, slots=True)
 class MintResult:
     """Outcome of one mint. `seq`: journal entry of the mint (for `DUPLICATE`, of the original);
-    `code`: the `BridgeError.code` of a rejection."""
+    `code`: the `BridgeError.code` of a rejection, or for `DEFERRED` the risk code
+    (``rate_limited``, ``large_transfer_delay``, ``route_paused``); `retry_at`: for `DEFERRED`,
+    the ledger-clock time (seconds) it may pass, None when only an operator can move it.
+    JSON ``"retry_at"`` is a number or null (absent is read as null)."""
 
     event_id: str
     status: MintStatus
     code: str | None = None
     seq: int | None = None
+    retry_at: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"event_id": self.event_id, "status": self.status.value, "code": self.code,
-                "seq": self.seq}
+                "seq": self.seq, "retry_at": self.retry_at}
 
     @classmethod
     def from_json(cls, data: object) -> MintResult:
@@ -216,6 +222,7 @@ class MintResult:
             status=status,
             code=code if isinstance(code, str) else None,
             seq=parse_uint(seq, "seq") if seq is not None else None,
+            retry_at=_optional_time(d.get("retry_at"), "result.retry_at"),
         )
 
 

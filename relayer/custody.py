@@ -85,6 +85,7 @@ class CustodyReleases:
         self.settings = settings
         self.metrics = metrics or RelayerMetrics()
         self.batch_size = batch_size
+        self.risk: Any = None  # relayer.risk_gate.RiskGate (set by the engine)
 
     def run(self, chain: str, head_number: int) -> int:
         """One pass over `chain`; returns the number of transfers executed."""
@@ -103,6 +104,9 @@ class CustodyReleases:
                                     limit=self.batch_size)
         waiting = {p.transfer_id for p in self.coins.plans(chain, LIVE)}
         todo = [r for r in rows if r.id not in waiting]
+        rp = None if self.risk is None or not todo else self.risk.begin()
+        if rp is not None:  # limits, delays, pauses: usage is counted with the stored plan
+            todo = rp.admit(todo)
         if not todo:
             return
         rate = a.fee_rate()
@@ -118,7 +122,8 @@ class CustodyReleases:
                 self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
                 continue
             now = self.store.clock.now()
-            self.store.advance([], also=partial(_call, reserve_on, plan, r.id, now))
+            reserve = partial(_call, reserve_on, plan, r.id, now)
+            self.store.advance([], also=reserve if rp is None else rp.usage(r, reserve))
             log.info("release planned transfer_id=%s chain=%s tx=%s fee=%d inputs=%d", r.id,
                      chain, plan.txid, plan.fee, len(plan.coins))
 

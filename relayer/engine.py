@@ -38,11 +38,14 @@ from adapters.errors import (
 from adapters.reorg import fork_point
 from relayer.custody import CustodyReleases
 from relayer.escrow import EscrowReleases
+from relayer.heads import record_head
 from relayer.inbox import TtlCache
 from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
 from relayer.metrics import RelayerMetrics
+from relayer.risk_gate import RiskGate, RiskPass, gate_mints
 from relayer.store import Change, NewBurn, Store
 from validators.attestation import ValidatorSet, lock_attestation_message, parse_hex
+from validators.risk import RiskSection
 
 log = logging.getLogger(__name__)
 S = TransferStatus
@@ -82,6 +85,9 @@ class Engine:
         network: Ferry network name (part of every attestation).
         mint_request: factory `(event, epoch, [(pubkey, sig)]) -> ledger mint request`.
         batch_size: at most this many transfers per job run and ledger call.
+        risk: the ``[risk]`` config the relayer enforces before it mints or commits a release
+            (`relayer.risk_gate`; None: no limits or delays, route pauses still hold).
+        accountant: a `relayer.accountant.Accountant` for the pre-mint solvency check, or None.
     """
 
     def __init__(
@@ -97,6 +103,8 @@ class Engine:
         custody: CustodyReleases | None = None,
         escrow: EscrowReleases | None = None,
         htlc_mints: Any = None,
+        risk: RiskSection | None = None,
+        accountant: Any = None,
     ) -> None:
         self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
         self.mint_request = mint_request
@@ -111,6 +119,11 @@ class Engine:
         self.custody = custody  # releases of UTXO-custody chains (Bitcoin)
         self.escrow = escrow  # releases of escrow-multisig chains (Cosmos SDK)
         self.htlc_mints = htlc_mints  # HTLC-driven mints: sweeps and expiries (relayer.htlc_mint)
+        self.risk = RiskGate(store, risk, self.clock)
+        self.accountant = accountant
+        for releases in (custody, escrow):  # their release plans pass the same gate
+            if releases is not None and getattr(releases, "risk", None) is None:
+                releases.risk = self.risk
 
     # ------------------------------------------------------------------ one chain
     def run_chain(self, chain: str) -> None:
@@ -226,6 +239,7 @@ class Engine:
             done += moved
             if not full:
                 break
+        record_head(self.store, chain, head or fin, fin, self.store.cursor(f"chain:{chain}"))
         return done
 
     def _confirm_page(self, chain: str, fin: BlockRef) -> tuple[int, bool]:
@@ -244,7 +258,8 @@ class Engine:
                 self.metrics.reorgs.labels(chain).inc()
                 return 0, False
             depth = fin.number - r.block_number + a.confirmation_depth
-            changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations"))
+            changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations",
+                                  {"wait_reason": "quorum"}))
         self.store.advance(changes)
         if changes:
             self.store.prune_trail(chain, below=fin.number - 256)
@@ -258,13 +273,14 @@ class Engine:
         """
         done, after = 0, 0
         vset: ValidatorSet = self.ledger_status.get().validator_set
+        rp = self.risk.begin()  # FIFO per route holds across pages
         for _ in range(MAX_PAGES):
             rows = self.store.transfers_with_attestations(
                 (S.CONFIRMED, S.ATTESTED), TransferKind.LOCK, "lock", vset.epoch,
                 vset.threshold, after_id=after, limit=self.batch_size)
             if not rows:
                 break
-            done += self._mint_page(rows, vset)
+            done += self._mint_page(rows, vset, rp)
             if len(rows) < self.batch_size:
                 break
             after = rows[-1].id
@@ -278,10 +294,11 @@ class Engine:
             return
         have = self.store.attestations_for("lock", [r.event_key for r in attested], vset.epoch)
         self.store.advance(
-            Change(r.id, S.CONFIRMED, "quorum no longer valid for the current epoch")
+            Change(r.id, S.CONFIRMED, "quorum no longer valid for the current epoch",
+                   {"wait_reason": "quorum", "wait_until": None})
             for r in attested if len(have.get(r.event_key, [])) < vset.threshold)
 
-    def _mint_page(self, rows: list[Any], vset: ValidatorSet) -> int:
+    def _mint_page(self, rows: list[Any], vset: ValidatorSet, rp: RiskPass | None = None) -> int:
         confirmed = [r for r in rows if r.status == S.CONFIRMED.value]
         events = {r.event_key: _event_of(r) for r in rows}
         messages = {k: lock_attestation_message(self.network, e, vset.epoch)
@@ -299,16 +316,20 @@ class Engine:
         to_attest = []
         for r in confirmed:
             if next_action(Legs(TransferKind.LOCK, S.CONFIRMED, r.event_key in certs)) == Action.MINT:
-                to_attest.append(Change(r.id, S.ATTESTED, f"quorum {vset.threshold} of epoch {vset.epoch}"))
+                to_attest.append(Change(
+                    r.id, S.ATTESTED, f"quorum {vset.threshold} of epoch {vset.epoch}",
+                    {"wait_reason": None} if r.wait_reason == "quorum" else {}))
                 self.metrics.attestation_latency.observe(max(0.0, now - r.updated_at))
         self.store.advance(to_attest)
-        ready = [r for r in rows if r.event_key in certs]
+        # Risk: limits, delays, pauses and the pre-mint solvency check (relayer.risk_gate).
+        rp = rp or self.risk.begin()
+        ready = gate_mints(rp, [r for r in rows if r.event_key in certs], self.accountant)
         if not ready:
             return 0
         requests = [self.mint_request(events[r.event_key], vset.epoch, certs[r.event_key])
                     for r in ready]
         results = {res.event_id: res for res in self.ledger.submit_mints(requests)}
-        done, back = [], []
+        done, back, deferred = [], [], []
         for r in ready:
             res = results.get(r.event_key)
             if res is None:
@@ -317,6 +338,8 @@ class Engine:
                 done.append(Change(r.id, S.EXECUTED, f"{res.status} on the ledger",
                                    {"ledger_seq": res.seq}))
                 self.metrics.executed.labels(LEDGER).inc()
+            elif res.status == "deferred":  # the ledger's own risk rules: wait, never hold
+                deferred.append((r, res))
             elif res.code in RECOLLECT_CODES:
                 # e.g. the validator set rotated between collection and submission.
                 back.append(Change(r.id, S.CONFIRMED, f"ledger refused certificate: {res.code}"))
@@ -325,7 +348,10 @@ class Engine:
                 back.append(Change(r.id, S.HELD, f"ledger refused mint: {res.code}"))
         self.store.advance(done)
         # ready rows were CONFIRMED or ATTESTED; the first group was just moved to ATTESTED.
-        self.store.advance(back)
+        # Nothing of `back` was minted: its usage leaves the window with the move.
+        keys = {r.id: r.event_key for r in ready}
+        self.store.advance(back, also=rp.forget([keys[c.id] for c in back]) if back else None)
+        rp.defer(deferred)
         return len(done)
 
     # ------------------------------------------------------------------ burn side
@@ -364,9 +390,10 @@ class Engine:
                                for r in waiting)
             return 0
         executed = 0
-        for r in self.store.transfers(S.ATTESTED, kind=TransferKind.BURN, chain=chain,
-                                      limit=self.batch_size):
-            self._submit(r, a, set_nonce, members, threshold)
+        rp = self.risk.begin()
+        for r in rp.admit(self.store.transfers(S.ATTESTED, kind=TransferKind.BURN, chain=chain,
+                                               limit=self.batch_size)):
+            self._submit(r, a, set_nonce, members, threshold, rp)
         for r in self.store.transfers(S.SUBMITTED, kind=TransferKind.BURN, chain=chain,
                                       limit=self.batch_size):
             executed += self._follow(r, a)
@@ -388,11 +415,12 @@ class Engine:
         self.store.advance(changes)
 
     def _submit(self, r: Any, a: ChainAdapter, set_nonce: int, members: tuple[str, ...],
-                threshold: int) -> None:
+                threshold: int, rp: RiskPass | None = None) -> None:
         atts = self.store.attestations_for("release", [r.event_key], set_nonce)
         sigs = _release_sigs(r, a, atts, set_nonce, members, threshold)
         if not sigs:
-            self.store.advance([Change(r.id, S.CONFIRMED, "quorum lost (validator set changed)")])
+            self.store.advance([Change(r.id, S.CONFIRMED, "quorum lost (validator set changed)",
+                                       {"wait_reason": "quorum", "wait_until": None})])
             return
         if a.is_released(parse_hex(r.event_key, 32)):
             self.store.advance([Change(r.id, S.EXECUTED, "already released on chain")])
@@ -402,7 +430,8 @@ class Engine:
         prepared = a.prepare_release(order)
         self.store.advance([Change(r.id, S.SUBMITTED, "release signed; broadcasting", {
             "dest_tx_hash": prepared.tx_hash, "dest_raw_tx": prepared.raw.hex(),
-            "dest_sender_nonce": prepared.sender_nonce})])
+            "dest_sender_nonce": prepared.sender_nonce})],
+            also=None if rp is None else rp.usage(r))  # counted with the persisted release
         try:
             a.broadcast(prepared)
             log.info("release broadcast transfer_id=%s chain=%s tx=%s", r.id, a.chain,

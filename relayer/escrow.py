@@ -90,6 +90,7 @@ class EscrowReleases:
         self.chains = chains
         self.metrics = metrics or RelayerMetrics()
         self._unrefundable: set[int] = set()  # held deposits this process found not refundable
+        self.risk: Any = None  # relayer.risk_gate.RiskGate (set by the engine)
 
     def run(self, chain: str, head_number: int) -> int:
         """One pass over `chain`; returns the number of transfers executed."""
@@ -103,7 +104,11 @@ class EscrowReleases:
         if self.coins.plans(chain, LIVE):
             return  # one release in flight per escrow
         a = self.chains[chain]
-        waiting = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain, limit=1)
+        waiting = self.store.transfers(S.CONFIRMED, kind=TransferKind.BURN, chain=chain,
+                                       limit=1 if self.risk is None else 100)
+        rp = None if self.risk is None or not waiting else self.risk.begin()
+        if rp is not None:  # limits, delays, pauses: the first burn that may go is planned
+            waiting = rp.admit(waiting)
         if not waiting:
             self._plan_refund(chain)
             return
@@ -114,7 +119,8 @@ class EscrowReleases:
             self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
             return
         now = self.store.clock.now()
-        self.store.advance([], also=partial(_call, _insert_plan, plan, r.id, now))
+        insert_plan = partial(_call, _insert_plan, plan, r.id, now)
+        self.store.advance([], also=insert_plan if rp is None else rp.usage(r, insert_plan))
         log.info("escrow release planned transfer_id=%s chain=%s sequence=%d plan=%s", r.id,
                  chain, plan.version, plan.txid)
 

@@ -38,3 +38,11 @@ class RelayerMetrics:
         self.executed = Counter(
             "ferry_relayer_transfers_executed_total", "Mints and releases executed.",
             ["chain"], registry=r)
+        # Risk engine (relayer.risk_gate, relayer.accountant). Labels: the ledger's assets and
+        # their two routes each (bounded by the asset list).
+        self.solvency_halted = Gauge(
+            "ferry_risk_solvency_halted", "1 while an asset's routes are halted because its "
+            "ledger supply exceeds what its origin chain holds.", ["asset"], registry=r)
+        self.route_paused = Gauge(
+            "ferry_risk_route_paused", "1 while a route is paused (operator or accountant).",
+            ["route"], registry=r)

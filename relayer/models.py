@@ -7,7 +7,7 @@ amounts exceed 64-bit integers.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, String
+from sqlalchemy import Boolean, Column, String, false
 from sqlmodel import Field, SQLModel
 
 from ledger.models import U256
@@ -40,6 +40,12 @@ class Transfer(SQLModel, table=True):
     dest_raw_tx: str | None = None  # signed release, hex: persisted before broadcast
     dest_sender_nonce: int | None = None
     ledger_seq: int | None = None
+    # migration 0004 (relayer.risk_gate): why it waits (validators.risk.WaitReason value) and
+    # the earliest time it could move; an operator release skips the delay and volume limit.
+    wait_reason: str | None = None
+    wait_until: float | None = None
+    operator_released: bool = Field(default=False, sa_column=Column(
+        Boolean, nullable=False, server_default=false()))
 
 
 class TransferHistory(SQLModel, table=True):

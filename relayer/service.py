@@ -1,5 +1,5 @@
 """Run the relayer process: the engine's jobs on an APScheduler thread pool, the HTTP inbox
-under uvicorn, and Prometheus metrics on their own port.
+under uvicorn (the whole user API, `api.app`), and Prometheus metrics on their own port.
 
 Owns: job scheduling and process lifetime. Must not contain job logic (see `relayer.engine`).
 """
@@ -40,7 +40,7 @@ def guarded(engine: Engine, name: str, chain: str, job: Callable[[], object]) ->
 
 
 def schedule(engine: Engine, interval_s: float, ledger_interval_s: float,
-             swaps: Any = None) -> BackgroundScheduler:
+             swaps: Any = None, webhooks: Any = None) -> BackgroundScheduler:
     """Start one job per chain (watch, confirm, release) every chain's `poll_interval_s`, the
     mint job every `interval_s` and the ledger-burns job every `ledger_interval_s`."""
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)})
@@ -54,25 +54,52 @@ def schedule(engine: Engine, interval_s: float, ledger_interval_s: float,
     sched.add_job(guarded(engine, "burns", "ferry:ledger", engine.watch_ledger), "interval",
                   seconds=ledger_interval_s, id="burns", **opts)
     sched.add_job(engine.refresh_gauges, "interval", seconds=5, id="gauges", **opts)
+    if engine.accountant is not None:  # relayer.accountant: supply vs origin-chain custody
+        sched.add_job(guarded(engine, "accountant", "ferry:ledger", engine.accountant.run),
+                      "interval", seconds=5, id="accountant", **opts)
     if swaps is not None:
         sched.add_job(guarded(engine, "swaps", "swaps", swaps.run), "interval",
                       seconds=interval_s, id="swaps", **opts)
+    if webhooks is not None:  # a relayer.webhooks.WebhookDispatcher
+        sched.add_job(guarded(engine, "webhooks", "webhooks", webhooks.run_once), "interval",
+                      seconds=1, id="webhooks", **opts)
     sched.start()
     return sched
 
 
 def run_relayer(engine: Engine, inbox: AttestationInbox, host: str, port: int,
                 metrics_port: int, interval_s: float, ledger_interval_s: float,
-                swaps: Any = None) -> None:
+                swaps: Any = None, webhooks: Any = None, cfg: Any = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the jobs.
 
     Args:
         swaps: a `relayer.cli.swaps.SwapRuntime` to run and serve, or None (no swaps).
+        webhooks: a `relayer.webhooks.WebhookDispatcher` run every second, or None.
+        cfg: the `FerryConfig`: the whole API (`api.app.create_api_app`) is served; None
+            serves the relayer-only app (`api.relayer.create_relayer_app`).
     """
     start_http_server(metrics_port, addr=host, registry=engine.metrics.registry)
-    sched = schedule(engine, interval_s, ledger_interval_s, swaps)
+    sched = schedule(engine, interval_s, ledger_interval_s, swaps, webhooks)
     try:
-        uvicorn.run(create_relayer_app(engine.store, inbox, swaps), host=host, port=port,
+        uvicorn.run(_http_app(engine, inbox, swaps, cfg), host=host, port=port,
                     log_level="warning")
     finally:
         sched.shutdown(wait=True)
+        if webhooks is not None:
+            webhooks.close()
+
+
+def _http_app(engine: Engine, inbox: AttestationInbox, swaps: Any, cfg: Any) -> Any:
+    """The API app the relayer process serves: the whole API over the engine's store and
+    ledger client when the config is known, else the relayer-only app.
+
+    Without the ``[api]`` per-IP rate limits: this port is where every validator delivers
+    attestations and polls custody plans, often from one address; the public endpoint with
+    limits is ``ferry api serve``."""
+    if cfg is None:
+        return create_relayer_app(engine.store, inbox, swaps)
+    from api.app import ApiContext, create_api_app
+
+    return create_api_app(ApiContext(cfg=cfg, store=engine.store, ledger=engine.ledger,
+                                     inbox=inbox, swaps=swaps, clock=engine.clock),
+                          rate_limits=False)

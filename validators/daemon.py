@@ -22,6 +22,8 @@ Each pass (`run_once`; `run_forever` runs `run_scheduled` every ``poll_interval_
 3. Releases, on passes that read the ledger: burns after the burn cursor (``seq``), a page of
    ``batch_size`` at a time, with each bridge's ``setNonce`` read once per such pass; sign,
    POST, advance after acceptance.
+4. Risk (`validators.risk_gate`): a lock or release over its route's ``[risk]`` limit or delay
+   is held, not signed; the cursor moves on and held items are retried every pass.
 
 Rotation (kept simple on purpose): the state file remembers the last ledger epoch and each
 bridge's ``setNonce``. When the ledger epoch changes, every chain's block cursor is moved back
@@ -65,6 +67,8 @@ from validators.delivery import RELAYER_TIMEOUT_S, deliver
 from validators.escrow_signer import EscrowReleaseSigner
 from validators.htlc_sweep import SweepCheck
 from validators.keystore import ValidatorKeys
+from validators.risk import RiskSection
+from validators.risk_gate import RiskGate
 from validators.signer import (
     BurnLike,
     LockSigner,
@@ -169,6 +173,8 @@ class ValidatorDaemon:
         clock: monotonic seconds, for pacing ledger reads (``time.monotonic``; tests move it).
         ledger_clock: the ledger's clock as this validator reads it, for the safety margin of
             HTLC mints (`adapters.bitcoin.intents`); default the system clock.
+        risk: the ``[risk]`` limits this validator applies before signing
+            (`validators.risk_gate`; None: none). risk_clock: its wall clock (default: system).
 
     Raises:
         ConfigError: duplicate chains, or a state file that is corrupt or not this validator's.
@@ -191,6 +197,8 @@ class ValidatorDaemon:
         rpc_max_delay_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         ledger_clock: Clock | None = None,
+        risk: RiskSection | None = None,
+        risk_clock: Clock | None = None,
     ) -> None:
         self.section = section
         self._ledger_clock = ledger_clock  # the ledger's time as read here (HTLC mint margins)
@@ -231,12 +239,16 @@ class ValidatorDaemon:
         for chain in self._lock_chains:
             floor = chain.start_block - 1
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
+        risk_of = getattr(self._ledger, "risk", None)  # test fakes may not serve it
+        self._gate = RiskGate(risk, self.state, risk_clock, released=None if risk_of is None else
+                              lambda: [d.event_id for d in risk_of().deferred if d.released])
         btc = {b.caip2: cast(Any, self._adapters[b.caip2]) for b in self.bitcoin}
         utxo = UtxoReleaseSigner(network, keys, btc, self.state.custody_inputs,
-                                 sweeps=SweepCheck(btc, lambda i: self._ledger.htlc(i)))
+                                 sweeps=SweepCheck(btc, lambda i: self._ledger.htlc(i)),
+                                 gate=self._gate)
         escrow = EscrowReleaseSigner(network, keys, {c.caip2: cast(Any, self._adapters[c.caip2])
                                                      for c in self.cosmos},
-                                     self.state.escrow_sequences)
+                                     self.state.escrow_sequences, gate=self._gate)
         self._custody = CustodySigning(
             {**{b.caip2: utxo for b in self.bitcoin}, **{c.caip2: escrow for c in self.cosmos}},
             self._save)
@@ -352,12 +364,17 @@ class ValidatorDaemon:
             return result
         for chain in self._lock_chains:
             result.ok &= self._scan_locks(chain, epoch, result)
+        held = self._gate.retry_locks(self._locks, epoch, self._deliver)
+        result.ok &= held is not None
+        result.locks_sent += held or 0
         if read_ledger:
             result.ok &= self._scan_burns(result)
             if self.bitcoin or self.cosmos:
                 ok, sent = self._custody.run(self._relayer, self._ledger.burn, self._deliver)
                 result.ok &= ok
                 result.releases_sent += sent
+        if self._gate.take_dirty():
+            self._save()
         return result
 
     def _read_status(self) -> None:
@@ -452,9 +469,12 @@ class ValidatorDaemon:
             payloads = []
             for event in events:
                 try:
-                    payloads.append(
-                        self._locks.sign(event, finalized_height=finalized, epoch=epoch)
+                    payload = self._gate.sign_lock(
+                        self._locks, event, finalized_height=finalized, epoch=epoch
                     )
+                    if payload is None:  # held by the risk rules; retried on later passes
+                        continue
+                    payloads.append(payload)
                 except SigningRefused as exc:
                     logger.error(
                         "refused lock chain=%s tx=%s event_id=%s reason=%s: %s",
@@ -520,6 +540,10 @@ class ValidatorDaemon:
 
     def _scan_burns(self, result: PassResult) -> bool:
         signer = ReleaseSigner(self.network, self.keys, self.chains, self._read_set_nonces())
+        held = self._gate.retry_releases(signer, lambda b: self._ledger.burn(b), self._deliver)
+        if held is None:
+            return False
+        result.releases_sent += held
         limit = min(self.section.batch_size, MAX_BURN_PAGE)
         for _ in range(MAX_BURN_PAGES_PER_PASS):
             cursor = self.state.burn_seq
@@ -535,7 +559,10 @@ class ValidatorDaemon:
             for burn in burns:
                 burn_hex = "0x" + burn.burn_id.hex()
                 try:
-                    payloads.append(signer.sign(burn))
+                    payload = self._gate.sign_release(signer, burn)
+                    if payload is None:  # held by the risk rules; retried on later passes
+                        continue
+                    payloads.append(payload)
                 except SigningRefused as exc:
                     level = (
                         logging.INFO

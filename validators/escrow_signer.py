@@ -16,7 +16,9 @@ SECURITY, every check a reason to refuse (`SigningRefused`):
   already consumed can never land; a future one is refused too);
 - no double pay across sequences: each burn's signed sequences are remembered; a burn is signed
   at a new sequence only if every earlier one is consumed on chain by a transaction that is not
-  this burn's release.
+  this burn's release;
+- a release passes this validator's risk gate (`validators.risk_gate`), else `RiskHeld` (not a
+  refusal: retried when the relayer proposes the plan again). Refunds are not gated.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 from adapters.base import ReleasePlan
 from adapters.errors import ValidationError
 from validators.keystore import ValidatorKeys
+from validators.risk_gate import RiskGate
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
 
@@ -58,11 +61,13 @@ class EscrowReleaseSigner:
         chains: per CAIP-2 id, this validator's own escrow-chain adapter.
         committed: burn id (``0x`` hex) -> account sequences this validator signed it at;
             updated in place (the caller persists it before shipping the signature).
+        gate: the risk gate releases pass (None: no risk limits).
     """
 
     def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, EscrowChain],
-                 committed: MutableMapping[str, list[int]]) -> None:
+                 committed: MutableMapping[str, list[int]], gate: RiskGate | None = None) -> None:
         self.network, self._keys, self._chains, self.committed = network, keys, chains, committed
+        self._gate = gate
 
     def sign(self, plan: ReleasePlan, burn: BurnLike | None) -> dict[str, Any]:
         """Check `plan` against `burn` and the chain, then sign its sign doc.
@@ -73,6 +78,7 @@ class EscrowReleaseSigner:
 
         Raises:
             SigningRefused: see the module docstring.
+            RiskHeld: the risk gate holds this release back for now.
         """
         chain = self._chains.get(plan.chain)
         if chain is None:
@@ -95,6 +101,8 @@ class EscrowReleaseSigner:
                 raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
                                      f"{key} was signed at sequence {earlier}, which may still "
                                      "pay (or paid) it")
+        if plan.kind == "release" and burn is not None and self._gate is not None:
+            self._gate.admit_custody(burn)
         if sequence not in self.committed.setdefault(key, []):
             self.committed[key].append(sequence)
         [digest] = chain.release_sighashes(plan)

@@ -7,7 +7,13 @@ hold anything secret: the file names the validator by its public Ed25519 key onl
 Format (``version`` 1)::
 
     {"version": 1, "network": "...", "validator": "<ed25519 public hex>", "epoch": 3,
-     "burn_seq": 41, "chains": {"eip155:1": {"block": 1200, "set_nonce": 2}}}
+     "burn_seq": 41, "chains": {"eip155:1": {"block": 1200, "set_nonce": 2}},
+     "risk_signed": {"<route>": [[<at>, "<amount>", "<key>"], ...]},
+     "risk_held": {"<key>": {"kind", "route", "amount", "first_seen", "reason", "until",
+                             "payload": {...}}}}
+
+``risk_signed`` and ``risk_held`` (`validators.risk_gate`) were added later: a file without them
+loads with both empty. Amounts are decimal strings, times seconds since the epoch.
 """
 
 from __future__ import annotations
@@ -23,6 +29,57 @@ STATE_VERSION = 1
 
 
 @dataclass(slots=True)
+class SignedItem:
+    """One signature the risk gate let through: ledger-neutral `key`, `amount` in base units,
+    `at` this validator's clock (seconds since the epoch)."""
+
+    at: float
+    amount: int
+    key: str
+
+
+@dataclass(slots=True)
+class HeldItem:
+    """Something the risk gate held back (`validators.risk_gate`).
+
+    Attributes:
+        key: lock event id, or burn id (``0x`` hex).
+        kind: ``lock``, ``release`` (EVM release signature) or ``custody`` (UTXO/escrow spend).
+        route: `validators.risk.route_key` of it.
+        amount: base units.
+        first_seen: when this validator first saw it (its delay started then).
+        reason: the `validators.risk.WaitReason` value of the last decision.
+        until: earliest time of the last decision (None: it exceeds the whole limit).
+        payload: what the daemon needs to sign it later (a lock: the event's fields).
+    """
+
+    key: str
+    kind: str
+    route: str
+    amount: int
+    first_seen: float
+    reason: str
+    until: float | None
+    payload: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "route": self.route, "amount": str(self.amount),
+                "first_seen": self.first_seen, "reason": self.reason, "until": self.until,
+                "payload": self.payload}
+
+    @classmethod
+    def from_json(cls, key: str, d: dict[str, object]) -> HeldItem:
+        until = d.get("until")
+        payload = d.get("payload") or {}
+        if not isinstance(payload, dict):
+            raise TypeError("risk_held payload must be an object")
+        return cls(key=str(key), kind=str(d["kind"]), route=str(d["route"]),
+                   amount=int(str(d["amount"])), first_seen=float(str(d["first_seen"])),
+                   reason=str(d["reason"]), until=None if until is None else float(str(until)),
+                   payload={str(k): str(v) for k, v in payload.items()})
+
+
+@dataclass(slots=True)
 class CursorState:
     """The persisted scan position (JSON in ``state_file``).
 
@@ -35,6 +92,10 @@ class CursorState:
             this validator signed for it (`validators.utxo_signer`); never shrinks.
         escrow_sequences: burn id (0x hex) -> escrow account sequences this validator signed its
             release at (`validators.escrow_signer`); never shrinks.
+        risk_signed: per risk route, what this validator let through within the rolling window
+            (`validators.risk_gate`; older entries are pruned).
+        risk_held: key (lock event id, or burn id 0x hex) -> what the risk rules held back, with
+            when this validator first saw it; retried on later passes, never dropped.
     """
 
     blocks: dict[str, int] = field(default_factory=dict)
@@ -43,6 +104,8 @@ class CursorState:
     epoch: int | None = None
     custody_inputs: dict[str, list[str]] = field(default_factory=dict)
     escrow_sequences: dict[str, list[int]] = field(default_factory=dict)
+    risk_signed: dict[str, list[SignedItem]] = field(default_factory=dict)
+    risk_held: dict[str, HeldItem] = field(default_factory=dict)
 
 
 def load_state(path: Path, *, network: str, validator: str) -> CursorState:
@@ -87,6 +150,11 @@ def load_state(path: Path, *, network: str, validator: str) -> CursorState:
                             for k, v in doc.get("custody_inputs", {}).items()},
             escrow_sequences={str(k): [int(q) for q in v]
                               for k, v in doc.get("escrow_sequences", {}).items()},
+            risk_signed={str(r): [SignedItem(float(at), int(str(amount)), str(key))
+                                  for at, amount, key in items]
+                         for r, items in doc.get("risk_signed", {}).items()},
+            risk_held={str(k): HeldItem.from_json(k, v)
+                       for k, v in doc.get("risk_held", {}).items()},
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"corrupt validator state {path}") from exc
@@ -112,6 +180,9 @@ def save_state(path: Path, state: CursorState, *, network: str, validator: str) 
         "burn_seq": state.burn_seq,
         "custody_inputs": state.custody_inputs,
         "escrow_sequences": state.escrow_sequences,
+        "risk_signed": {r: [[i.at, str(i.amount), i.key] for i in items]
+                        for r, items in state.risk_signed.items() if items},
+        "risk_held": {k: h.to_json() for k, h in state.risk_held.items()},
         "chains": {
             chain: {"block": block, "set_nonce": state.set_nonces.get(chain)}
             for chain, block in sorted(state.blocks.items())

@@ -15,7 +15,9 @@ SECURITY, every check a reason to refuse (`SigningRefused`):
   of them can ever confirm (a fee bump keeps the inputs); a plan whose inputs were committed to
   another burn is refused; a consolidation may not touch inputs committed to any burn;
 - a sweep of a mint-HTLC coin (kind ``htlc_sweep``) passes `validators.htlc_sweep.SweepCheck`
-  (own node, own ledger: the minted HTLC is redeemed, the sweep pays only the vault).
+  (own node, own ledger: the minted HTLC is redeemed, the sweep pays only the vault);
+- a release passes this validator's risk gate (`validators.risk_gate`), else `RiskHeld` (not a
+  refusal: the plan is retried when the relayer proposes it again).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from adapters.base import ReleasePlan
 from adapters.errors import ValidationError
 from validators.htlc_sweep import SweepCheck
 from validators.keystore import ValidatorKeys
+from validators.risk_gate import RiskGate
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
 SIGHASH_ALL = b"\x01"
@@ -56,16 +59,18 @@ class UtxoReleaseSigner:
         committed: burn id (``0x`` hex) -> sorted outpoints of the first plan signed for it;
             updated in place by `sign` (the caller persists it before shipping the signature).
         sweeps: the check of ``htlc_sweep`` plans (None: such plans are refused).
+        gate: the risk gate releases pass (None: no risk limits).
     """
 
     def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, CustodyChain],
                  committed: MutableMapping[str, list[str]],
-                 sweeps: SweepCheck | None = None) -> None:
+                 sweeps: SweepCheck | None = None, gate: RiskGate | None = None) -> None:
         self.network = network
         self._keys = keys
         self._chains = chains
         self.committed = committed
         self._sweeps = sweeps
+        self._gate = gate
 
     def sign(self, plan: ReleasePlan, burn: BurnLike | None) -> dict[str, Any]:
         """Check `plan` (and, for a release, `burn`) and sign every input.
@@ -81,6 +86,7 @@ class UtxoReleaseSigner:
 
         Raises:
             SigningRefused: see the module docstring.
+            RiskHeld: the risk gate holds this release back for now.
         """
         chain = self._chains.get(plan.chain)
         if chain is None:
@@ -124,6 +130,8 @@ class UtxoReleaseSigner:
             raise
         except ValidationError as exc:  # ReleaseMismatch, InvalidAddress
             raise SigningRefused(RefusalReason.RELEASE_MISMATCH, str(exc)) from exc
+        if burn_hex and burn is not None and self._gate is not None:
+            self._gate.admit_custody(burn)
         if burn_hex:
             self.committed.setdefault(burn_hex, inputs)
         signatures = [self._keys.sign_der(h) + SIGHASH_ALL for h in chain.release_sighashes(plan)]

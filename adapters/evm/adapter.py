@@ -6,8 +6,11 @@ bridge's views. Must not decide *whether* to release (the core and the validator
 hold more than the one submitter key it is given, or let web3/requests exceptions escape:
 every fault leaves as a Ferry error (see `adapters.evm.rpc`).
 
-Trust: the RPC node is not trusted for content. Its chain id is checked once before the first
-other request (`WrongChain`), and every log it returns is re-checked against the bridge address,
+Trust: the RPC node is not trusted for content. Each endpoint's chain id is checked before its
+first other request (`WrongChain`); with several endpoints (``rpc_urls``) every call fails over
+to a healthy one, and the reads that decide minting (head, finality, block hashes, `Locked`
+logs) need ``rpc_quorum`` endpoints to agree, else `RpcDisagreement` (`adapters.evm.multi`).
+Every log returned is re-checked against the bridge address,
 the `Locked` topic and the fixed layout (`adapters.evm.logs`). Calls are ABI-encoded with
 selectors whose signatures are checked against ``contracts/artifacts/Bridge.json`` at start, so
 a contract change fails loudly here instead of reverting on chain.
@@ -30,12 +33,13 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from adapters.base import BlockRef, LockEvent, PreparedTx, ReleaseOrder, TxStatus
-from adapters.errors import ConfigError, NonceTooLow, Unsupported, ValidationError, WrongChain
+from adapters.errors import ConfigError, NonceTooLow, Unsupported, ValidationError
 from adapters.evm import finality
 from adapters.evm.calls import SELECTORS, check_bridge_abi, encode_release, hex_address
 from adapters.evm.config import EvmChainConfig
 from adapters.evm.errors import RpcError
 from adapters.evm.logs import LOCKED_TOPIC, decode_locked_logs
+from adapters.evm.multi import MultiRpc, block_key, logs_key
 from adapters.evm.rpc import JsonRpc
 from validators import eip712
 
@@ -51,7 +55,8 @@ class EvmAdapter:
         config: the chain's validated configuration.
         submitter_key: 32-byte secp256k1 key that pays for and signs `release` transactions;
             None makes a read-only adapter (`prepare_release` raises `Unsupported`).
-        read_attempts: most attempts per read (retries on `RetryableChainError` only).
+        read_attempts: most attempts per read (retries on `RpcUnavailable` only; an attempt
+            fails over across the endpoints).
         read_deadline_s: no read retry starts after this many seconds.
 
     Raises:
@@ -72,10 +77,14 @@ class EvmAdapter:
         self.confirmation_depth: int = config.confirmation_depth
         self.bridge: str = config.bridge_address
         self._bridge_checksum = to_checksum_address(config.bridge_address)
-        self._rpc = JsonRpc(
-            config.rpc_url,
+        self._rpc = MultiRpc(
+            [
+                JsonRpc(url, chain=self.chain, timeout_s=config.request_timeout_s)
+                for url in config.endpoints
+            ],
             chain=self.chain,
-            timeout_s=config.request_timeout_s,
+            chain_id=config.chain_id,
+            quorum=config.rpc_quorum,
             read_attempts=read_attempts,
             read_deadline_s=read_deadline_s,
         )
@@ -89,8 +98,6 @@ class EvmAdapter:
             except ValueError as exc:
                 raise ConfigError("submitter key is not a valid secp256k1 key") from exc
             self._key = submitter_key
-        self._verified = False
-        self._verify_lock = threading.Lock()
         self._nonce_lock = threading.Lock()
         self._next_nonce: int | None = None
 
@@ -100,37 +107,28 @@ class EvmAdapter:
     # ------------------------------------------------------------------ plumbing
 
     def verify_chain(self) -> None:
-        """Check once that the node serves ``config.chain_id`` (EIP-695 ``eth_chainId``).
+        """Check that every RPC endpoint serves ``config.chain_id`` (EIP-695 ``eth_chainId``).
 
-        Called before the first other request; call it at process start to fail fast.
+        An endpoint that is down now is checked before its first use instead; no endpoint is
+        ever used unchecked. Call it at process start to fail fast.
 
         Raises:
-            WrongChain: the node serves another chain id.
-            RpcUnavailable: the node could not be asked (after bounded retries).
+            WrongChain: an endpoint serves another chain id (the message names it); every later
+                call of this adapter raises it too.
+            RpcUnavailable: no endpoint could be asked (after bounded retries).
         """
-        with self._verify_lock:
-            if self._verified:
-                return
-            served = self._rpc.read("eth_chainId", [])
-            try:
-                served_id = int(served, 16)
-            except (TypeError, ValueError) as exc:
-                raise RpcError(f"eth_chainId returned {served!r}", chain=self.chain) from exc
-            if served_id != self.config.chain_id:
-                raise WrongChain(
-                    f"{self.config.rpc_url} serves chain id {served_id}, "
-                    f"configured {self.config.chain_id}",
-                    chain=self.chain,
-                )
-            self._verified = True
+        self._rpc.verify_all()
 
     def _read(self, method: str, params: list[Any]) -> Any:
-        if not self._verified:
-            self.verify_chain()
+        """A read that does not decide minting: the first endpoint that answers."""
         return self._rpc.read(method, params)
 
     def _block(self, tag: str) -> dict[str, Any] | None:
-        block = self._read("eth_getBlockByNumber", [tag, False])
+        """SECURITY: a block by number or moving tag, agreed by ``rpc_quorum`` endpoints."""
+        if tag.startswith("0x"):
+            block = self._rpc.agreed("eth_getBlockByNumber", [tag, False], block_key)
+        else:
+            block = self._rpc.agreed_block(tag)
         if block is not None and not isinstance(block, dict):
             raise RpcError(f"eth_getBlockByNumber({tag}) returned {block!r}", chain=self.chain)
         return block
@@ -154,7 +152,9 @@ class EvmAdapter:
     # ------------------------------------------------------------------ reads
 
     def head(self) -> BlockRef:
-        """The latest block. Raises `RpcUnavailable`, `WrongChain`, `RpcError`."""
+        """The latest block; with ``rpc_quorum`` > 1 the lowest head of the quorum, whose hash
+        all of it agree on. Raises `RpcUnavailable`, `RpcDisagreement`, `WrongChain`,
+        `RpcError`."""
         return self._ref(self._block("latest"), "latest")
 
     def finalized(self, head: BlockRef | None = None) -> BlockRef:
@@ -200,6 +200,7 @@ class EvmAdapter:
         Raises:
             ValidationError: a negative bound.
             MalformedLog: the node returned a log that fails the bridge/topic/layout checks.
+            RpcDisagreement: ``rpc_quorum`` endpoints returned different logs for a chunk.
             RpcUnavailable, WrongChain, RpcError: as for every read.
         """
         if from_block < 0 or to_block < 0:
@@ -208,7 +209,7 @@ class EvmAdapter:
         step = self.config.max_block_range
         for start in range(from_block, to_block + 1, step):
             end = min(start + step - 1, to_block)
-            chunk = self._read(
+            chunk = self._rpc.agreed(
                 "eth_getLogs",
                 [
                     {
@@ -218,6 +219,7 @@ class EvmAdapter:
                         "toBlock": hex(end),
                     }
                 ],
+                logs_key,
             )
             if not isinstance(chunk, list):
                 raise RpcError(f"eth_getLogs returned {type(chunk).__name__}", chain=self.chain)
@@ -341,7 +343,9 @@ class EvmAdapter:
         if self._key is None or self.submitter is None:
             raise Unsupported(f"adapter for {self.chain} has no submitter key")
         data = SELECTORS["release"] + encode_release(order).hex()
-        latest = self._block("latest") or {}
+        latest = self._read("eth_getBlockByNumber", ["latest", False])  # fees only: no quorum
+        if not isinstance(latest, dict):
+            raise RpcError(f"eth_getBlockByNumber(latest) returned {latest!r}", chain=self.chain)
         if latest.get("baseFeePerGas") is None:
             raise Unsupported(f"{self.chain} has no EIP-1559 base fee")
         cap = self.config.max_fee_cap_gwei * GWEI
@@ -395,14 +399,13 @@ class EvmAdapter:
         Raises:
             NonceTooLow: the nonce was consumed by a *different* transaction, so this one can
                 never land: sign a new one. The local nonce tracker is reset first.
-            RpcUnavailable: the node could not be asked; the transaction may or may not have
-                been received (re-broadcasting the same bytes is safe).
+            RpcUnavailable: no endpoint could be asked (each is asked at most once, in order
+                of health, until one answers); the transaction may or may not have been
+                received (re-broadcasting the same bytes is safe).
             RpcError: any other refusal, or the node reported a different hash.
         """
-        if not self._verified:
-            self.verify_chain()
-        try:
-            sent = self._rpc.request("eth_sendRawTransaction", ["0x" + prepared.raw.hex()])
+        try:  # the first endpoint that answers; see `adapters.evm.multi`
+            sent = self._rpc.send("eth_sendRawTransaction", ["0x" + prepared.raw.hex()])
         except NonceTooLow:
             self.reset_nonce_tracker()
             if self._read("eth_getTransactionByHash", [prepared.tx_hash]) is None:

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from adapters.errors import BridgeError, ConfigError
+from relayer.cli.api_keys import api_keys_app
 from relayer.cli.swap_cmds import swap_app
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -27,11 +28,14 @@ validator_app = typer.Typer(no_args_is_help=True, help="A validator process.")
 keys_app = typer.Typer(no_args_is_help=True, help="Encrypted key files.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The native ledger.")
 btc_app = typer.Typer(no_args_is_help=True, help="Bitcoin: deposit addresses.")
+api_app = typer.Typer(no_args_is_help=True, help="The user and operator HTTP API.")
 
 for sub, name in ((swap_app, "swap"),
                   (devnet_app, "devnet"), (relayer_app, "relayer"), (validator_app, "validator"),
-                  (keys_app, "keys"), (ledger_app, "ledger"), (btc_app, "btc")):
+                  (keys_app, "keys"), (ledger_app, "ledger"), (btc_app, "btc"),
+                  (api_app, "api")):
     app.add_typer(sub, name=name)
+api_app.add_typer(api_keys_app, name="keys")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.",
                                                 envvar="FERRY_CONFIG")]
@@ -125,11 +129,21 @@ def _running(pid: int) -> bool:
 
 @relayer_app.command("run")
 def relayer_run(config: ConfigOpt = None) -> None:
-    """Run the relayer: jobs, attestation inbox and metrics."""
+    """Run the relayer: jobs, the API (attestation inbox included) and metrics."""
     from relayer.cli.wiring import run_relayer_process
 
     _setup_logging()
     run_relayer_process(_load(config))
+
+
+@api_app.command("serve")
+def api_serve(config: ConfigOpt = None) -> None:
+    """Serve the user and operator API (transfers, chains, validators, ledger, operator) on
+    api.host:api.port, without the relayer's jobs. OpenAPI at /docs."""
+    from relayer.cli.wiring import serve_api
+
+    _setup_logging()
+    serve_api(_load(config))
 
 
 @validator_app.command("run")

@@ -155,14 +155,14 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
     relayer = httpx.Client(base_url=info.relayer_url, timeout=5)
     for chain, w3, tx, block, sym in lock_txs:
         def executed(tx: str = tx) -> Any:
-            rows = relayer.get("/v1/transfers", params={"tx": tx}).json()
+            rows = relayer.get("/v1/transfers", params={"tx": tx}).json()["items"]
             return rows if rows and rows[0]["status"] == "transfer.executed" else None
         rows = wait_for(f"mint of {sym} lock {tx}", executed, timeout_s=90)
         t = rows[0]
         out.step(f"minted w{sym} on the ledger", lock_tx=tx,
                  confirmations=f"{w3.eth.block_number - block + 1} (needed {net.depth})",
                  attestations=f"{net.threshold} of {net.n}", ledger_seq=t["ledger_seq"],
-                 states=" -> ".join(h["to"].removeprefix("transfer.") for h in t["history"]))
+                 states=" -> ".join(h["status"].removeprefix("transfer.") for h in t["lifecycle"]))
     balances = ledger.account(account).balances
     symbols = {a.asset: a.symbol for a in cfg.assets}
     out.step("ledger balances", **{symbols.get(k, k): fmt(v) for k, v in balances.items()})
@@ -187,7 +187,7 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
             else None
     t = wait_for("release of the burn", released, timeout_s=90)
     received = eth.eth.get_balance(eth.to_checksum_address(payee))
-    out.step("released on Ethereum", tx=t["dest_tx_hash"], payee=payee,
+    out.step("released on Ethereum", tx=t["dest_tx"], payee=payee,
              received_eth=fmt(received), received_wei=str(received))
     if received != UNIT // 2:
         raise DemoFailed(f"payee received {received} wei, expected exactly {UNIT // 2}")

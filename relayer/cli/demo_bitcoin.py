@@ -48,7 +48,7 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
     net.mine_bitcoin(btc.confirmation_depth)
 
     def minted() -> Any:
-        rows = relayer.get("/v1/transfers", params={"tx": deposit_tx}).json()
+        rows = relayer.get("/v1/transfers", params={"tx": deposit_tx}).json()["items"]
         return rows if rows and rows[0]["status"] == "transfer.executed" else None
     t = wait_mining(net, "mint of the BTC deposit", minted, fail)[0]
     asset = asset_key(btc.caip2, "btc")
@@ -75,11 +75,11 @@ def run_bitcoin_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
         return r.json() if r.status_code == 200 and r.json()["status"] == "transfer.executed" \
             else None
     t = wait_mining(net, "release of the wBTC burn", released, fail)
-    raw = net.btcd.rpc().raw_transaction(t["dest_tx_hash"])
+    raw = net.btcd.rpc().raw_transaction(t["dest_tx"])
     payee_spk = script_pubkey_from_address(payee, "regtest")
     received = sum(o.nValue for o in CTransaction.deserialize(raw).vout
                    if bytes(o.scriptPubKey) == payee_spk)
-    out.step("released on Bitcoin (3-of-5 multisig, BIP-143 signatures)", tx=t["dest_tx_hash"],
+    out.step("released on Bitcoin (3-of-5 multisig, BIP-143 signatures)", tx=t["dest_tx"],
              payee=payee, received_btc=fmt(received, 8), received_sats=received,
              miner_fee_sats=burned - received)
     if not 0 < burned - received < 100_000:

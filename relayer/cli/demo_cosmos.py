@@ -40,7 +40,7 @@ def run_cosmos_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
              memo=account)
 
     def minted() -> Any:
-        rows = relayer.get("/v1/transfers", params={"tx": tx}).json()
+        rows = relayer.get("/v1/transfers", params={"tx": tx}).json()["items"]
         return rows if rows and rows[0]["status"] == "transfer.executed" else None
     t = wait_for("mint of the STAKE deposit", minted, timeout_s=60)[0]
     asset = asset_key(cosmos.caip2, "stake")
@@ -67,7 +67,7 @@ def run_cosmos_story(out: Any, net: Any, cfg: Any, user_key: SigningKey,
     received = adapter.rpc.balance(payee, "stake")
     out.step("released on Cosmos (2-of-3 amino-JSON multisig)".replace(
         "2-of-3", f"{cosmos.threshold}-of-{len(cosmos.validator_pubkeys)}"),
-        tx=t["dest_tx_hash"], payee=payee, received_stake=fmt(received, 6),
+        tx=t["dest_tx"], payee=payee, received_stake=fmt(received, 6),
         received_base_units=received)
     if received != 40 * STAKE:
         raise fail(f"payee received {received}, expected exactly {40 * STAKE}")

@@ -62,7 +62,8 @@ def open_ledger(cfg: FerryConfig) -> Any:
         bridges=cfg.bridges(),
         assets=list(cfg.assets),
     )
-    return Ledger.open(cfg.ledger.database_url, cfg.network, genesis)
+    return Ledger.open(cfg.ledger.database_url, cfg.network, genesis, risk=cfg.risk,
+                       operator_token_sha256=cfg.ledger.operator_token_sha256)
 
 
 def serve_ledger(cfg: FerryConfig) -> None:
@@ -117,9 +118,13 @@ def build_relayer(
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
                     batch_size=cfg.relayer.batch_size, custody=custody,
                     escrow=EscrowReleases(store, cosmos) if cosmos else None,
-                    htlc_mints=htlc_mints)
+                    htlc_mints=htlc_mints, risk=cfg.risk)
     if custody is not None:
         custody.metrics = engine.metrics
+    from relayer.accountant import Accountant
+
+    engine.accountant = Accountant(store, ledger, adapters, engine.metrics, custody=custody,
+                                   escrow=engine.escrow)
     inbox = AttestationInbox(store, cfg.network, engine.ledger_status, adapters,
                              engine.bridge_sets, engine.metrics)
     return engine, inbox
@@ -162,10 +167,23 @@ def run_relayer_process(cfg: FerryConfig) -> None:
 
     engine, inbox = build_relayer(cfg)
     swaps = build_swap_runtime(cfg)
+    webhooks = build_webhooks(cfg, engine.store)
     log.info("relayer starting chains=%s port=%d metrics_port=%d swaps=%s", list(engine.chains),
              cfg.relayer.port, cfg.relayer.metrics_port, swaps is not None)
     run_relayer(engine, inbox, cfg.relayer.host, cfg.relayer.port, cfg.relayer.metrics_port,
-                cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s, swaps)
+                cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s, swaps,
+                webhooks=webhooks, cfg=cfg)
+
+
+def build_webhooks(cfg: FerryConfig, store: Any) -> Any:
+    """A `relayer.webhooks.WebhookDispatcher` for ``[[api.webhooks]]``, or None if none."""
+    if not cfg.api.webhooks:
+        return None
+    from adapters.base import SystemClock
+    from relayer.webhooks import WebhookDispatcher
+
+    return WebhookDispatcher(store, cfg.api.webhooks, SystemClock(),
+                             max_backoff_s=cfg.api.webhook_max_backoff_s)
 
 
 def run_validator_process(cfg: FerryConfig) -> None:
@@ -181,7 +199,7 @@ def run_validator_process(cfg: FerryConfig) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
     with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin,
-                         cosmos=cfg.cosmos) as daemon:
+                         cosmos=cfg.cosmos, risk=cfg.risk) as daemon:
         daemon.run_forever(stop)
 
 
@@ -247,3 +265,45 @@ def deposit_address(cfg: FerryConfig, account: str, chain: str | None,
         out["registered"] = True
         out["registry_seq"] = reg.seq
     return out
+
+
+def build_api_context(cfg: FerryConfig) -> Any:
+    """The `api.app.ApiContext` of ``ferry api serve``: the relayer database, a ledger client,
+    swaps if configured, and an attestation inbox like the relayer's (`build_relayer`), over
+    adapters that make no call at start: the API answers from the database even while a
+    chain's node is down (release signatures are checked against the bridge's set when a
+    delivery arrives)."""
+    from adapters.base import SystemClock
+    from adapters.bitcoin.adapter import BitcoinAdapter
+    from adapters.cosmos.adapter import CosmosAdapter
+    from api.app import ApiContext
+    from ledger.client import LedgerClient
+    from relayer.cli.swaps import build_swap_runtime
+    from relayer.inbox import AttestationInbox, TtlCache
+    from relayer.metrics import RelayerMetrics
+    from relayer.store import Store
+
+    clock = SystemClock()
+    store = Store.open(cfg.relayer.database_url, clock)
+    ledger = LedgerClient(str(cfg.ledger.url))
+    adapters: dict[str, Any] = {c.caip2: EvmAdapter(c) for c in cfg.chains}
+    adapters.update({b.caip2: BitcoinAdapter(b) for b in cfg.bitcoin})
+    adapters.update({c.caip2: CosmosAdapter(c) for c in cfg.cosmos})
+    inbox = AttestationInbox(
+        store, cfg.network, TtlCache(ledger.status, 1.0, clock), adapters,
+        {chain: TtlCache(a.validator_set, 2.0, clock) for chain, a in adapters.items()},
+        RelayerMetrics(), clock)
+    return ApiContext(cfg=cfg, store=store, ledger=ledger, inbox=inbox,
+                      swaps=build_swap_runtime(cfg), clock=clock)
+
+
+def serve_api(cfg: FerryConfig) -> None:
+    """Serve the API (`api.app.create_api_app`) on ``[api] host:port`` without the relayer's
+    jobs, until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from api.app import create_api_app
+
+    ctx = build_api_context(cfg)
+    log.info("api serving network=%s host=%s port=%d", cfg.network, cfg.api.host, cfg.api.port)
+    uvicorn.run(create_api_app(ctx), host=cfg.api.host, port=cfg.api.port, log_level="warning")

@@ -46,7 +46,8 @@ def client(http: TestClient) -> LedgerClient:
 
 def test_status_round_trip(h, http, client):
     raw = http.get("/v1/ledger/status").json()
-    assert set(raw) == {"network", "epoch", "validator_set", "journal_seq", "journal_head"}
+    assert set(raw) == {"network", "epoch", "validator_set", "journal_seq", "journal_head",
+                        "journal_root"}
     assert raw["validator_set"] == h.validator_set.to_json() and raw["epoch"] == "1"
     assert client.status() == h.ledger.status()
 
@@ -67,7 +68,7 @@ def test_mints_round_trip_with_per_item_results(h, http, client):
     body["mints"][0]["event"]["recipient"] = "0x1234"
     raw = http.post("/v1/ledger/mints", json=body).json()["results"]
     assert raw[0] == {"event_id": good.event.event_id, "status": "rejected",
-                      "code": "invalid_address", "seq": None}
+                      "code": "invalid_address", "seq": None, "retry_at": None}
     assert raw[1]["status"] == "minted" and isinstance(raw[1]["seq"], int)
 
 

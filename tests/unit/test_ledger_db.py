@@ -20,7 +20,8 @@ from ledger.testing import make_validator_set, open_harness
 TABLES = {"ledger_state", "ledger_journal", "ledger_validator_sets", "ledger_bridges",
           "ledger_assets", "ledger_accounts", "ledger_balances", "ledger_mints", "ledger_burns",
           "ledger_transfers", "ledger_deposit_addresses", "ledger_htlcs",
-          "ledger_mint_intents", VERSION_TABLE}
+          "ledger_mint_intents", "ledger_risk_seen", "ledger_risk_usage", "ledger_risk_pauses",
+          "ledger_account_entries", VERSION_TABLE}
 
 
 def test_migration_creates_schema_on_fresh_sqlite_file(tmp_path):
@@ -34,7 +35,7 @@ def test_migration_creates_schema_on_fresh_sqlite_file(tmp_path):
         assert {"event_id"} == set(insp.get_pk_constraint("ledger_mints")["constrained_columns"])
         with engine.connect() as conn:
             version = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
-            assert version == "0004"
+            assert version == "0006"
             # the migrated schema is exactly what the models describe
             context = MigrationContext.configure(
                 conn, opts={"version_table": VERSION_TABLE, "compare_type": True})

@@ -28,7 +28,7 @@ from ledger.db import MIGRATIONS_DIR, VERSION_TABLE, make_engine, migrate
 from ledger.errors import UnknownBridge
 from ledger.models import metadata
 from ledger.service import Ledger
-from ledger.testing import Harness, make_validator_set
+from ledger.testing import Harness, downgrade, make_validator_set
 from ledger.transactions import SignedTx, sign_burn
 from ledger.types import DepositRegistration, MintStatus
 
@@ -330,7 +330,7 @@ def tables(url: str) -> set[str]:
 
 def test_migration_upgrades_a_0001_ledger_in_place(tmp_path, clock, alice):
     url = f"sqlite:///{tmp_path}/old.sqlite"
-    migrate(url, "0001")
+    migrate(url)  # written at head, then downgraded: a 0001 database holding data
     vset, keys = make_validator_set(5, 3)
     h = Harness(ledger=None, validator_set=vset, keys=keys)  # type: ignore[arg-type]
     genesis = LedgerGenesis(vset, {h.chain: h.bridge}, [
@@ -339,6 +339,7 @@ def test_migration_upgrades_a_0001_ledger_in_place(tmp_path, clock, alice):
     assert h.ledger.mint(h.certify(h.lock(1, 500, alice))).status is MintStatus.MINTED
     before = h.ledger.status()
     h.ledger.close()
+    downgrade(url, "0001")
     assert version(url) == "0001" and "ledger_deposit_addresses" not in tables(url)
 
     migrate(url, "0002")  # pinned: later revisions are tested in their own files

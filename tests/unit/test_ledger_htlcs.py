@@ -32,7 +32,7 @@ from ledger.db import MIGRATIONS_DIR, make_engine, migrate, write_transaction
 from ledger.errors import JournalCorrupt
 from ledger.htlcs import HTLCS
 from ledger.service import Ledger
-from ledger.testing import Harness, make_validator_set
+from ledger.testing import Harness, downgrade, make_validator_set
 from ledger.transactions import (
     TX_DOMAIN,
     HtlcLockTx,
@@ -416,7 +416,7 @@ def _version(url: str) -> str:
 
 def test_migration_upgrades_a_0002_ledger_in_place_and_downgrades(tmp_path, clock):
     url = f"sqlite:///{tmp_path}/old.sqlite"
-    migrate(url, "0002")
+    migrate(url)  # written at head, then downgraded: a 0002 database holding data
     vset, keys = make_validator_set(5, 3)
     h = Harness(ledger=None, validator_set=vset, keys=keys)  # type: ignore[arg-type]
     genesis = LedgerGenesis(vset, {h.chain: h.bridge}, [
@@ -427,6 +427,7 @@ def test_migration_upgrades_a_0002_ledger_in_place_and_downgrades(tmp_path, cloc
         MintStatus.MINTED
     before = h.ledger.status()
     h.ledger.close()
+    downgrade(url, "0002")
     assert _version(url) == "0002"
 
     migrate(url, "0003")  # pinned: 0004 is tested in test_htlc_mint_ledger.py

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from adapters.errors import IllegalTransition, ValidationError
 from htlc.errors import BadPreimage
@@ -397,8 +398,9 @@ def test_migration_upgrades_a_0002_relayer_database_in_place(tmp_path, clock):
     row = Store(swaps.engine, clock).get("k1")
     assert int(row.amount) == 10**30 and row.nonce == 2**200
     with swaps.engine.connect() as conn:
+        head = ScriptDirectory.from_config(_alembic(url)).get_current_head()
         assert conn.execute(sa.text("SELECT version_num FROM relayer_alembic_version")
-                            ).scalar_one() == "0003"
+                            ).scalar_one() == head
     rec = swaps.create(terms())
     assert swaps.get(rec.id) == rec
 
