@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from adapters.base import Clock, SystemClock
 from adapters.errors import BridgeError
@@ -74,6 +75,14 @@ class ApiContext:
         with self._status_lock:
             self._status = status
         return status
+
+
+    async def refresh_ledger_status(self) -> None:
+        """Make `ledger_status` answer from its cache for the next `STATUS_TTL_S` seconds,
+        reading the ledger on a worker thread if due: async routes call it first so the event
+        loop never waits for the ledger."""
+        if self.clock.now() - self._status_at >= STATUS_TTL_S:
+            await run_in_threadpool(self.ledger_status)
 
 
 def _optional_router(module: str, factory: str, ctx: ApiContext) -> Any:

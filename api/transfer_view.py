@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 
 from adapters.errors import UnknownChain
 from api.deposits import chain_config
@@ -105,6 +105,27 @@ class Facts:
     plan_sigs: dict[int, int] = field(default_factory=dict)  # transfer id -> newest spend
 
 
+# Statements of the hot path (a status page polling one transfer), built once.
+_HISTORY = select(H).where(H.c.transfer_id.in_(bindparam("ids", expanding=True))) \
+    .order_by(H.c.id)
+_LOCK_SIGS = (select(A.c.event_key, func.count(A.c.validator.distinct()).label("n"))
+              .where(and_(A.c.kind == "lock", A.c.epoch == bindparam("epoch"),
+                          A.c.event_key.in_(bindparam("keys", expanding=True)),
+                          A.c.validator.in_(bindparam("members", expanding=True))))
+              .group_by(A.c.event_key))
+_RELEASE_SIGS = (select(A.c.event_key, A.c.epoch,
+                        func.count(A.c.validator.distinct()).label("n"))
+                 .where(and_(A.c.kind == "release",
+                             A.c.event_key.in_(bindparam("keys", expanding=True))))
+                 .group_by(A.c.event_key, A.c.epoch))
+_PLANS = select(P.c.transfer_id, P.c.txid) \
+    .where(P.c.transfer_id.in_(bindparam("ids", expanding=True))).order_by(P.c.id)
+_PLAN_SIGS = (select(A.c.event_key, func.count(A.c.validator.distinct()).label("n"))
+              .where(and_(A.c.kind == "utxo_release",
+                          A.c.event_key.in_(bindparam("keys", expanding=True))))
+              .group_by(A.c.event_key))
+
+
 def load_facts(ctx: ApiContext, rows: list[Any], conn: Connection) -> Facts:
     """History, signature counts, chain heights and the ledger status for `rows`, read on
     `conn` (one connection for a whole lookup: the hot path of status polling)."""
@@ -115,36 +136,25 @@ def load_facts(ctx: ApiContext, rows: list[Any], conn: Connection) -> Facts:
     ids = [r.id for r in rows]
     locks = [r.event_key for r in rows if r.kind == TransferKind.LOCK.value]
     burns = [r.event_key for r in rows if r.kind == TransferKind.BURN.value]
-    for h in conn.execute(select(H).where(H.c.transfer_id.in_(ids)).order_by(H.c.id)):
+    for h in conn.execute(_HISTORY, {"ids": ids}):
         facts.history.setdefault(h.transfer_id, []).append(h)
     if locks and facts.status is not None:
         vset = facts.status.validator_set
         members = ["0x" + m.ed25519.hex() for m in vset.members]
         facts.lock_sigs = {r.event_key: r.n for r in conn.execute(
-            select(A.c.event_key, func.count(A.c.validator.distinct()).label("n"))
-            .where(and_(A.c.kind == "lock", A.c.epoch == vset.epoch,
-                        A.c.event_key.in_(locks), A.c.validator.in_(members)))
-            .group_by(A.c.event_key))}
+            _LOCK_SIGS, {"epoch": vset.epoch, "keys": locks, "members": members})}
     if burns:
         newest: dict[str, tuple[int, int]] = {}
-        for r in conn.execute(
-                select(A.c.event_key, A.c.epoch, func.count(A.c.validator.distinct())
-                       .label("n"))
-                .where(and_(A.c.kind == "release", A.c.event_key.in_(burns)))
-                .group_by(A.c.event_key, A.c.epoch)):
+        for r in conn.execute(_RELEASE_SIGS, {"keys": burns}):
             if r.event_key not in newest or r.epoch > newest[r.event_key][0]:
                 newest[r.event_key] = (r.epoch, r.n)
         facts.release_sigs = {k: n for k, (_, n) in newest.items()}
         plans: dict[int, str] = {}
-        for p in conn.execute(select(P.c.transfer_id, P.c.txid)
-                              .where(P.c.transfer_id.in_(ids)).order_by(P.c.id)):
+        for p in conn.execute(_PLANS, {"ids": ids}):
             plans[p.transfer_id] = p.txid  # the newest spend of each transfer wins
         if plans:
             counts = {r.event_key: r.n for r in conn.execute(
-                select(A.c.event_key, func.count(A.c.validator.distinct()).label("n"))
-                .where(and_(A.c.kind == "utxo_release",
-                            A.c.event_key.in_(list(plans.values()))))
-                .group_by(A.c.event_key))}
+                _PLAN_SIGS, {"keys": list(plans.values())})}
             facts.plan_sigs = {tid: counts.get(txid, 0) for tid, txid in plans.items()}
     return facts
 

@@ -41,12 +41,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from adapters.errors import (
     UnknownAsset,
@@ -97,6 +99,8 @@ requests_table = Table(
     Column("linked_at", Float),
 )
 R = requests_table
+_BY_KEY = select(T).where(T.c.event_key.in_(bindparam("keys", expanding=True)))
+_BY_TRANSFER = select(R).where(R.c.transfer_id.in_(bindparam("ids", expanding=True)))
 
 
 class TransferRequestIn(BaseModel):
@@ -240,7 +244,7 @@ def requests_by_transfer(conn: Connection, ids: list[int]) -> dict[int, Any]:
     """The requests linked to transfers `ids`, by transfer id."""
     if not ids:
         return {}
-    return {r.transfer_id: r for r in conn.execute(select(R).where(R.c.transfer_id.in_(ids)))}
+    return {r.transfer_id: r for r in conn.execute(_BY_TRANSFER, {"ids": ids})}
 
 
 def views(ctx: ApiContext, rows: list[Any], conn: Connection,
@@ -265,22 +269,30 @@ def transfers_router(ctx: ApiContext) -> APIRouter:
         submit to ``POST /v1/ledger/transactions``. Nothing moves until the user acts."""
         return TransferRequestOut.model_validate(create_request(ctx, body))
 
-    @router.get("/v1/transfers/{transfer_id:path}", response_model=TransferOut)
-    def get_transfer(transfer_id: Annotated[str, Path(min_length=1, max_length=200)]
-                     ) -> TransferOut:
-        """One transfer by request id (``tr_...``) or event key."""
-        if transfer_id.startswith(REQUEST_PREFIX):
-            req = get_request(ctx, transfer_id)
-            if req is None:
-                raise UnknownTransfer(f"no transfer request {transfer_id}")
-            row = link_request(ctx, req)
-            if row is None:
-                return request_view(req)
-            with ctx.store.engine.connect() as conn:
-                return views(ctx, [row], conn, req)[0]
+    def by_request(request_id: str) -> TransferOut:
+        req = get_request(ctx, request_id)
+        if req is None:
+            raise UnknownTransfer(f"no transfer request {request_id}")
+        row = link_request(ctx, req)
+        if row is None:
+            return request_view(req)
         with ctx.store.engine.connect() as conn:
-            row = conn.execute(select(T).where(T.c.event_key.in_(
-                list({transfer_id, transfer_id.lower()})))).first()
+            return views(ctx, [row], conn, req)[0]
+
+    @router.get("/v1/transfers/{transfer_id:path}", response_model=TransferOut)
+    async def get_transfer(transfer_id: Annotated[str, Path(min_length=1, max_length=200)]
+                           ) -> TransferOut:
+        """One transfer by request id (``tr_...``) or event key.
+
+        By event key (a status page polling) it runs on the event loop: a few indexed reads,
+        which never wait for a writer (SQLite WAL; PostgreSQL MVCC), with the ledger status
+        refreshed off the loop first. A request id may link (a write): off the loop."""
+        await ctx.refresh_ledger_status()
+        if transfer_id.startswith(REQUEST_PREFIX):
+            return await run_in_threadpool(by_request, transfer_id)
+        with ctx.store.engine.connect() as conn:
+            row = conn.execute(_BY_KEY, {"keys": list({transfer_id, transfer_id.lower()})}
+                               ).first()
             if row is None:
                 raise UnknownTransfer(f"no transfer {transfer_id}")
             return views(ctx, [row], conn)[0]
