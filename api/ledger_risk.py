@@ -72,6 +72,7 @@ class RiskOut(BaseModel):
     paused: list[PauseOut]
     deferred: list[DeferredOut]
     usage: list[UsageOut]
+    released: list[str]  # operator-released ids not minted (validators honour these)
 
 
 class ReleaseOut(BaseModel):

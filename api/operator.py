@@ -16,8 +16,9 @@ Routes (every body is JSON with no unknown fields):
 - ``POST /transfers/{ref}/retry`` (``transfers:write``): a ``transfer.held`` transfer back to
   ``transfer.confirmed``.
 - ``POST /transfers/{ref}/release`` (``transfers:write``): the transfer skips the
-  large-transfer delay and the volume limit (never a pause); for a lock, the ledger's mint is
-  released too. ``ref`` is the transfer's numeric id or its event key.
+  large-transfer delay and the volume limit (never a pause); the release is recorded at the
+  ledger too (for a lock it releases the mint; for either kind the ledger publishes it in
+  ``GET /v1/ledger/risk`` ``released``, which the validators honour). ``ref`` is the transfer's numeric id or its event key.
 - ``GET /risk`` (``risk:read``): paused routes, the risk queue, each limited route's usage.
 
 Ledger calls use ``[api] ledger_operator_token``; without it the ledger step is ``skipped`` and
@@ -337,7 +338,8 @@ def operator_router(ctx: Any) -> APIRouter:
 
         row = _transfer(ctx, ref)
         changed = RouteStore(ctx.store).release(row.id, by=key.name)
-        step, warning = _ledger_step(ctx, row.kind == TransferKind.LOCK.value,
+        # Burns too: the ledger publishes every operator release, and validators honour it.
+        step, warning = _ledger_step(ctx, True,
                                      lambda token: ctx.ledger.release_mint(row.event_key, token))
         _audit(key, "transfer.release", str(row.id), changed)
         after = ctx.store.get_by_id(row.id)

@@ -325,17 +325,21 @@ class RouteUsage:
 @dataclass(frozen=True, slots=True)
 class RiskReport:
     """``GET /v1/ledger/risk``: paused routes, deferred mints (oldest first, at most
-    `MAX_REPORTED`) and the window usage per route."""
+    `MAX_REPORTED`), the window usage per route, and `released`: the ids (lock event ids or
+    burn ids) an operator released that the ledger has not minted, newest release first (at
+    most `MAX_REPORTED`), including ids the ledger never saw a mint for. Validators read it
+    to honour operator releases (`validators.risk_gate`)."""
 
     now: float
     paused: list[RoutePause] = field(default_factory=list)
     deferred: list[DeferredMint] = field(default_factory=list)
     usage: list[RouteUsage] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {"now": self.now, "paused": [p.to_json() for p in self.paused],
                 "deferred": [d.to_json() for d in self.deferred],
-                "usage": [u.to_json() for u in self.usage]}
+                "usage": [u.to_json() for u in self.usage], "released": list(self.released)}
 
     @classmethod
     def from_json(cls, data: Any) -> RiskReport:
@@ -354,6 +358,7 @@ class RiskReport:
                                   None if u["daily_limit"] is None else int(str(u["daily_limit"])),
                                   int(u["window_s"]))
                        for u in data["usage"]],
+                released=[str(e) for e in data.get("released", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"malformed risk report: {exc!r}") from exc
@@ -395,5 +400,8 @@ def report(conn: Connection, section: RiskSection | None, now: float) -> RiskRep
             r.event_id, r.route, r.amount, r.first_seen, now if decision.go else decision.until,
             None if decision.reason is None else decision.reason.value,
             r.released_by is not None))
-    return RiskReport(now, pauses, deferred, usage)
+    released = [r.event_id for r in conn.execute(
+        select(SEEN.c.event_id).where(SEEN.c.released_by.is_not(None), ~minted.exists())
+        .order_by(SEEN.c.released_at.desc(), SEEN.c.event_id).limit(MAX_REPORTED))]
+    return RiskReport(now, pauses, deferred, usage, released)
 

@@ -241,7 +241,7 @@ class ValidatorDaemon:
             self.state.blocks[chain.caip2] = max(self.state.blocks.get(chain.caip2, floor), floor)
         risk_of = getattr(self._ledger, "risk", None)  # test fakes may not serve it
         self._gate = RiskGate(risk, self.state, risk_clock, released=None if risk_of is None else
-                              lambda: [d.event_id for d in risk_of().deferred if d.released])
+                              lambda: risk_of().released)
         btc = {b.caip2: cast(Any, self._adapters[b.caip2]) for b in self.bitcoin}
         utxo = UtxoReleaseSigner(network, keys, btc, self.state.custody_inputs,
                                  sweeps=SweepCheck(btc, lambda i: self._ledger.htlc(i)),

@@ -1,8 +1,9 @@
 """A complete local Ferry network in one directory: two anvil chains (Ethereum and BSC devnets),
 a btcd regtest node (blocks mined on demand) with a funded faucet, a simd chain (Cosmos SDK
 simapp) with funded wallets, deployed bridges and a test
-token, encrypted keys, one `ferry.toml`, and the ledger, relayer and
-validator processes.
+token, encrypted keys, one `ferry.toml`, and the ledger, relayer,
+validator and API processes (`ferry api serve`, with an operator API key made by the real CLI,
+the ledger's operator token, `[risk]` limits on every route and a local webhook receiver).
 
 Owns: building and tearing down that network for `ferry demo`, `ferry devnet up|down` and the
 end-to-end tests. Must not be pointed at a network with real value: it funds accounts with
@@ -12,28 +13,37 @@ end-to-end tests. Must not be pointed at a network with real value: it funds acc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from eth_account import Account
 
-from adapters.base import NATIVE_TOKEN
+from adapters.base import NATIVE_TOKEN, asset_key
 from adapters.bitcoin.devnet import BtcdNode, Faucet, address_p2wpkh, p2wpkh_script
 from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.scripts import Vault
 from adapters.cosmos.devnet import CosmosWallet, SimdNode
 from adapters.cosmos.multisig import escrow_address
 from adapters.evm import devnet as evm
-from relayer.cli.procs import ServiceProcess
+from relayer.cli.procs import ServiceFailed, ServiceProcess
 from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
 
 ETH_CHAIN_ID = 31337
 BSC_CHAIN_ID = 31338
 EVM_FUNDS_WEI = 1_000 * 10**18
 SWAP_WALLET_SATS = 10 * 10**8  # the relayer's BTC for ETH->BTC swaps
+LARGE_ETH_LOCK_WEI = 5 * 10**18  # a wETH lock of at least this much waits DELAY_S (risk demo)
+LARGE_DELAY_S = 3600
+OPERATOR_SCOPES = ("routes:write", "chains:write", "transfers:write", "risk:read")
 
 
 @dataclass
@@ -54,6 +64,8 @@ class DevnetInfo:
     bitcoin: dict[str, str] = field(default_factory=dict)  # rpc_url, chain, vault_address
     cosmos: dict[str, str] = field(default_factory=dict)  # rpc_url, rest_url, chain, escrow
     htlcs: dict[str, str] = field(default_factory=dict)  # chain name -> HTLC contract
+    api_url: str = ""  # `ferry api serve`
+    webhook_url: str = ""  # the local receiver of the [[api.webhooks]] subscription
 
 
 def write_evm_keystore(path: Path, passphrase: str) -> str:
@@ -65,6 +77,59 @@ def write_evm_keystore(path: Path, passphrase: str) -> str:
     with os.fdopen(fd, "w") as f:
         json.dump(Account.encrypt(account.key, passphrase), f)
     return str(account.address).lower()
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One POST the receiver got: the raw body and the Ferry headers, as received, and when
+    (unix seconds: the ``now`` of a signature check)."""
+
+    body: bytes
+    event_id: str
+    signature: str
+    received_at: float
+
+
+class WebhookSink:
+    """A webhook subscriber on a loopback port: a stdlib HTTP server thread that answers 200 to
+    every POST and keeps what it got (`deliveries`), for the demo to check the signatures."""
+
+    def __init__(self, port: int) -> None:
+        self.deliveries: list[WebhookDelivery] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink._lock:
+                    sink.deliveries.append(WebhookDelivery(
+                        body, self.headers.get("Ferry-Event-Id", ""),
+                        self.headers.get("Ferry-Signature", ""), time.time()))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass  # quiet: the demo reports what arrived
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{port}/ferry-events"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="webhook-sink")
+
+    def start(self) -> WebhookSink:
+        self._thread.start()
+        return self
+
+    def received(self) -> list[WebhookDelivery]:
+        with self._lock:
+            return list(self.deliveries)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
 
 
 class Devnet:
@@ -97,6 +162,11 @@ class Devnet:
         self.services: dict[str, ServiceProcess] = {}
         self.keys: list[ValidatorKeys] = []
         self.info: DevnetInfo | None = None
+        # The ledger's operator token reaches the API process through its environment only;
+        # the config holds its SHA-256. Kept in <root>/operator-token (0600).
+        self.operator_token = secrets.token_urlsafe(32)
+        self.webhook_secret = secrets.token_urlsafe(24)
+        self.webhooks: WebhookSink | None = None
 
     # ------------------------------------------------------------------ chains
     def start_chains(self) -> None:
@@ -143,18 +213,23 @@ class Devnet:
                                               sender_key=evm.ANVIL_DEV_KEY)
             evm.fund(w3, submitter_address, EVM_FUNDS_WEI)
             rpc[name] = node.rpc_url
-        ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics")}
+        ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics", "api", "webhook")}
         htlcs = self._deploy_swaps(keydir)
+        _write_secret(self.root / "operator-token", self.operator_token)
+        self.webhooks = WebhookSink(ports["webhook"]).start()
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
-                          + self._bitcoin_text() + self._cosmos_text() + self._swaps_text(htlcs))
+                          + self._bitcoin_text() + self._cosmos_text() + self._swaps_text(htlcs)
+                          + self._risk_text(test_token) + self._api_text(ports["api"]))
+        config.chmod(0o600)  # it holds the webhook secret and the btcd RPC password
         self.info = DevnetInfo(
             root=str(self.root), config=str(config), rpc=rpc,
             chain_ids={"ethereum": ETH_CHAIN_ID, "bsc": BSC_CHAIN_ID}, bridges=bridges,
             test_token=test_token, ledger_url=f"http://127.0.0.1:{ports['ledger']}",
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-            htlcs=htlcs, validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
+            htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}",
+            webhook_url=self.webhooks.url, validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
                          "evm_address": k.evm_address,
                          "secp256k1_pubkey": k.secp256k1_public.hex()}
                         for i, k in enumerate(self.keys)])
@@ -193,7 +268,8 @@ class Devnet:
             "# Generated by `ferry devnet up` / `ferry demo`: a local devnet, no real value.\n"
             'network = "ferry-devnet"\n\n'
             f'[ledger]\ndatabase_url = "sqlite:///{self.root}/ledger.sqlite"\n'
-            f"port = {ports['ledger']}\n\n"
+            f"port = {ports['ledger']}\noperator_token_sha256 = "
+            f'"{hashlib.sha256(self.operator_token.encode()).hexdigest()}"\n\n'
             f'[relayer]\ndatabase_url = "sqlite:///{self.root}/relayer.sqlite"\n'
             f"port = {ports['relayer']}\nmetrics_port = {ports['metrics']}\n"
             f"poll_interval_s = {self.poll_interval_s}\n"
@@ -269,12 +345,66 @@ class Devnet:
             f"rate_num = 1\nrate_den = 200000000000\nmin_amount = 10000000000000000\n"
             f"max_amount = 20000000000000000000\n{common}")
 
+    def _risk_text(self, token: str) -> str:
+        """``[risk]``: both directions of every devnet asset limited to a million whole units
+        a day (no demo or test comes near), and a wETH lock of 5 ETH or more delayed one hour
+        (the demo's operator release). The validators, the ledger and the relayer all read it."""
+        assert self.btcd is not None and self.simd is not None
+        eth = f"eip155:{ETH_CHAIN_ID}"
+        assets = ((eth, NATIVE_TOKEN, 18), (eth, token, 18),
+                  (f"eip155:{BSC_CHAIN_ID}", NATIVE_TOKEN, 18), (self.btcd.chain, "btc", 8),
+                  (self.simd.caip2, "stake", 6))
+        text = f"\n[risk]\nwindow_s = 86400\ndelay_s = {LARGE_DELAY_S}\n"
+        for chain, tok, decimals in assets:
+            for src, dst in ((chain, "ferry:ledger"), ("ferry:ledger", chain)):
+                text += (f'\n[[risk.routes]]\nsource_chain = "{src}"\ndest_chain = "{dst}"\n'
+                         f'asset = "{asset_key(chain, tok)}"\n'
+                         f'daily_limit = "{10**6 * 10**decimals}"\n')
+                if (src, tok) == (eth, NATIVE_TOKEN):
+                    text += (f'large_transfer = "{LARGE_ETH_LOCK_WEI}"\n'
+                             f"delay_s = {LARGE_DELAY_S}\n")
+        return text
+
+    def _api_text(self, port: int) -> str:
+        """``[api]`` (its own port; a per-IP limit the demo's polling never reaches; quick
+        webhook retries) and one webhook subscription to the local receiver."""
+        assert self.webhooks is not None
+        return (f'\n[api]\nport = {port}\nrate_limit_per_ip = "100000/minute"\n'
+                f"webhook_max_backoff_s = 2.0\n"
+                f'\n[[api.webhooks]]\nname = "devnet"\nurl = "{self.webhooks.url}"\n'
+                f'secret = "{self.webhook_secret}"\nevents = ["transfer", "swap"]\n')
+
     def mine_bitcoin(self, blocks: int) -> list[str]:
         """Mine `blocks` regtest blocks now (btcd mines on demand only)."""
         assert self.faucet is not None
         return self.faucet.mine(blocks)
 
     # ------------------------------------------------------------------ services
+    def api_env(self) -> dict[str, str]:
+        return {**self.service_env(),
+                "FERRY_API__LEDGER_OPERATOR_TOKEN": self.operator_token}
+
+    def create_api_key(self, name: str, scopes: tuple[str, ...]) -> str:
+        """Create an operator API key with the real CLI (``ferry api keys create``); return
+        its token (printed once by the CLI, never stored but as a SHA-256).
+
+        Raises:
+            ServiceFailed: the command failed (its output is in the message).
+        """
+        assert self.info is not None
+        args = [sys.executable, "-m", "relayer.cli", "api", "keys", "create", "--config",
+                self.info.config, "--name", name]
+        for scope in scopes:
+            args += ["--scope", scope]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise ServiceFailed(f"ferry api keys create failed: {done.stderr or done.stdout}")
+        return str(json.loads(done.stdout)["token"])
+
+    def operator_key(self) -> str:
+        """The all-scopes operator API key (``<root>/operator-key``)."""
+        return (self.root / "operator-key").read_text()
+
     def service_env(self) -> dict[str, str]:
         return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase,
                 "FERRY_SWAPS__PASSPHRASE": self.passphrase}
@@ -301,16 +431,24 @@ class Devnet:
         if name == "relayer":
             return ServiceProcess(name, ["relayer", "run", *cfg], logs / "relayer.log",
                                   self.service_env())
+        if name == "api":
+            return ServiceProcess(name, ["api", "serve", *cfg], logs / "api.log", self.api_env())
         i = int(name.rsplit("-", 1)[1])
         return ServiceProcess(name, ["validator", "run", *cfg], logs / f"{name}.log",
                               self.validator_env(i))
 
     def start_services(self) -> None:
-        """Ledger, then relayer, then the validators, each waited for."""
+        """The operator API key first (``<root>/operator-key``), then the ledger, the relayer,
+        the API and the validators, each service but the validators waited for."""
         assert self.info is not None
+        if not (self.root / "operator-key").exists():
+            _write_secret(self.root / "operator-key",
+                          self.create_api_key("demo-operator", OPERATOR_SCOPES))
         self.services["ledger"] = self.service("ledger").start()
         self.services["ledger"].wait_http(f"{self.info.ledger_url}/v1/ledger/status")
         self.start_relayer()
+        self.services["api"] = self.service("api").start()
+        self.services["api"].wait_http(f"{self.info.api_url}/healthz")
         for i in range(1, self.n + 1):
             self.services[f"validator-{i}"] = self.service(f"validator-{i}").start()
         self._save()
@@ -332,6 +470,8 @@ class Devnet:
             self.btcd.stop()
         if self.simd is not None:
             self.simd.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
 
     def _save(self) -> None:
         assert self.info is not None
@@ -343,3 +483,10 @@ class Devnet:
         if self.simd is not None and self.simd.pid is not None:
             self.info.pids["simd"] = self.simd.pid
         (self.root / "devnet.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write `text` to a new file `path` readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

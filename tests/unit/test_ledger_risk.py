@@ -160,9 +160,11 @@ def test_operator_release_over_http_with_the_right_token_mints_on_next_submit(wo
     assert not deferred.released
     assert mint(h, 1, 600).status == "deferred"  # nothing changed
 
+    assert client.risk().released == []
     assert client.release_mint(event_id, TOKEN) is True
     assert client.release_mint(event_id, TOKEN) is False  # already released
     assert client.risk().deferred[0].released
+    assert client.risk().released == [event_id]
     assert mint(h, 1, 600).status == "minted"
     assert client.release_mint(event_id, TOKEN) is False  # already minted
 
@@ -172,7 +174,9 @@ def test_release_before_first_sight_lets_the_mint_through(world):
     event_id = h.lock(1, 600, ALICE).event_id
     assert client.release_mint(event_id, TOKEN) is True
     assert client.risk().deferred == []  # not seen yet: nothing deferred
+    assert client.risk().released == [event_id]  # published: validators honour it
     assert mint(h, 1, 600).status == "minted"
+    assert client.risk().released == []  # minted: no longer listed
 
 
 def test_paused_route_defers_until_unpaused_and_release_does_not_skip_a_pause(world):
