@@ -50,7 +50,6 @@ from adapters.errors import (
 )
 from api.auth import ApiKey, ApiKeyStore, AuthRoute, require_scope
 from relayer.db import write_transaction
-from relayer.machine import TransferKind
 from relayer.models import Cursor, ScannedBlock
 from validators.attestation import LEDGER_CHAIN
 from validators.risk import route_key

@@ -4,7 +4,9 @@ Starts two anvil chains and a btcd regtest node, deploys the bridges, starts the
 and the relayer as separate processes, then acts as a user's wallet: locks 1.5 ETH and 250 TEST
 on Ethereum and 2 BNB on BSC, waits for wETH, wTEST and wBNB on the ledger, burns 0.5 wETH to an
 Ethereum address, waits for the release, checks the received amount and every asset's supply;
-then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
+then bridges 1 ETH and 6 ETH through the HTTP API (`ferry api serve`): the large one is delayed
+by the risk engine and released by an operator; account history with journal proofs, chains,
+validators and signed webhooks (`relayer.cli.demo_api`); then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
 Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); then
 sends 100 STAKE to the Cosmos escrow with the account in the memo, waits for 100 wSTAKE, burns 40
 to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); then swaps 0.01 BTC for
@@ -12,7 +14,7 @@ ETH against the relayer through its swap API and shows a second user walking awa
 refunded (`relayer.cli.demo_swaps`); and stops everything.
 
 Owns: the narrative. Must not reach into any service's database: it sees what a user sees
-(chain RPC, ledger API, relayer API).
+(chain RPC, ledger API, relayer API, the user and operator API).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from adapters.evm.adapter import EvmAdapter
 from contracts import load_artifact
 from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
+from relayer.cli.demo_api import run_api_story
 from relayer.cli.demo_bitcoin import run_bitcoin_story
 from relayer.cli.demo_cosmos import run_cosmos_story
 from relayer.cli.demo_htlc_mint import run_htlc_mint_story
@@ -98,8 +101,9 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
         out.step("deployed contracts", ethereum_bridge=info.bridges["ethereum"],
                  bsc_bridge=info.bridges["bsc"], test_token=info.test_token)
         net.start_services()
-        out.step("started ledger, relayer and 5 validators (threshold 3)",
-                 ledger=info.ledger_url, relayer=info.relayer_url, metrics=info.metrics_url)
+        out.step("started ledger, relayer, API and 5 validators (threshold 3)",
+                 ledger=info.ledger_url, relayer=info.relayer_url, api=info.api_url,
+                 metrics=info.metrics_url)
         cfg = load_config(Path(info.config))
         _run_user_story(out, net, cfg)
         document = {"ok": True, "steps": out.steps}
@@ -201,6 +205,7 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
                  result="OK: supply == locked - released" if line.balanced else "MISMATCH")
     if not all(line.balanced for line in lines) or len(lines) != 3:
         raise DemoFailed("supply check failed")
+    run_api_story(out, net, cfg, user_key, user_evm, fmt, DemoFailed)
     run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
     run_htlc_mint_story(out, net, cfg, user_key, fmt, None, DemoFailed)
     run_cosmos_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
