@@ -18,7 +18,8 @@ Routes (every body is JSON with no unknown fields):
 - ``POST /transfers/{ref}/release`` (``transfers:write``): the transfer skips the
   large-transfer delay and the volume limit (never a pause); the release is recorded at the
   ledger too (for a lock it releases the mint; for either kind the ledger publishes it in
-  ``GET /v1/ledger/risk`` ``released``, which the validators honour). ``ref`` is the transfer's numeric id or its event key.
+  ``GET /v1/ledger/risk`` ``released``, which the validators honour). ``ref`` is the request
+  id (``tr_...``), the transfer's numeric id or its event key.
 - ``GET /risk`` (``risk:read``): paused routes, the risk queue, each limited route's usage.
 
 Ledger calls use ``[api] ledger_operator_token``; without it the ledger step is ``skipped`` and
@@ -254,7 +255,17 @@ def _ledger_step(ctx: Any, applies: bool,
 
 
 def _transfer(ctx: Any, ref: str) -> Any:
-    row = ctx.store.get_by_id(int(ref)) if ref.isdigit() and len(ref) < 19 else ctx.store.get(ref)
+    """The transfer `ref` names: a request id (``tr_...``, once its deposit was observed), a
+    numeric transfer id or an event key. Raises `UnknownTransfer`."""
+    from api.transfers import REQUEST_PREFIX, get_request, link_request
+
+    if ref.startswith(REQUEST_PREFIX):
+        req = get_request(ctx, ref)
+        row = None if req is None else link_request(ctx, req)
+    elif ref.isdigit() and len(ref) < 19:
+        row = ctx.store.get_by_id(int(ref))
+    else:
+        row = ctx.store.get(ref)
     if row is None:
         raise UnknownTransfer(f"no transfer {ref!r}")
     return row

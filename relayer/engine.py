@@ -259,7 +259,7 @@ class Engine:
                 return 0, False
             depth = fin.number - r.block_number + a.confirmation_depth
             changes.append(Change(r.id, S.CONFIRMED, f"{depth} confirmations",
-                                  {"wait_reason": "quorum"}))
+                                  self.risk.wait_at_confirm(r)))
         self.store.advance(changes)
         if changes:
             self.store.prune_trail(chain, below=fin.number - 256)

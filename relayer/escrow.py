@@ -213,16 +213,27 @@ class EscrowReleases:
                 self.store.advance(moves, also=partial(_call, _set_status, row.id, ABANDONED,
                                                        now))
             elif status == TxStatus.UNKNOWN:
-                self._unknown(a, row, plan, transfer)
+                self._unknown(a, row, plan, transfer, txhash)
         return executed
 
-    def _unknown(self, a: EscrowCustody, row: Any, plan: ReleasePlan, transfer: Any) -> None:
+    def _unknown(self, a: EscrowCustody, row: Any, plan: ReleasePlan, transfer: Any,
+                 txhash: str) -> None:
         """Not on chain: if the escrow's sequence moved past the plan's, the plan is dead
-        (re-plan); a broadcast plan still at its sequence is sent again (same bytes)."""
+        (re-plan); a broadcast plan still at its sequence is sent again (same bytes).
+
+        The node's account state can be ahead of its transaction index: a broadcast plan whose
+        sequence moved may be the very transaction that moved it, not yet indexed. So such a
+        plan is given up only when its transaction is still unknown `INDEX_GRACE_S` after it
+        was broadcast (validators refuse to sign a burn at a new sequence while an earlier
+        spend of it could still pay, so giving up early would stall the transfer).
+        """
         account = a.escrow_account()
         moved = account is not None and account[1] > a.plan_sequence(plan)
+        now = self.store.clock.now()
+        if moved and row.status == BROADCAST and (
+                now - row.updated_at < INDEX_GRACE_S or a.tx_status(txhash) != TxStatus.UNKNOWN):
+            return  # probably ours, not indexed yet: look again next pass
         if moved:
-            now = self.store.clock.now()
             back = [] if transfer.status in (S.CONFIRMED.value, S.HELD.value) else [Change(
                 transfer.id, S.CONFIRMED, f"sequence {a.plan_sequence(plan)} was consumed "
                 "elsewhere; re-planning")]
@@ -236,6 +247,9 @@ class EscrowReleases:
                 a.broadcast(PreparedTx("", bytes.fromhex(row.raw_tx), 0))
             except BridgeError as exc:
                 log.warning("rebroadcast failed transfer_id=%s: %s", transfer.id, exc)
+
+
+INDEX_GRACE_S = 30.0  # how long a broadcast release may stay unindexed after its sequence moved
 
 
 def _set_status(conn: Any, plan_id: int, status: str, now: float) -> None:

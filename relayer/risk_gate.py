@@ -88,6 +88,16 @@ class RiskGate:
         """State for one job run (not shared between threads)."""
         return RiskPass(self)
 
+    def wait_at_confirm(self, row: Any) -> dict[str, Any]:
+        """The wait fields of a transfer reaching confirmation depth: its large-transfer delay
+        if it has one (each validator holds it too, by the same rule on its own clock, so no
+        quorum forms before it ends or an operator releases it), else the quorum."""
+        decision = decide(self.section, route_of(row), int(row.amount), row.created_at,
+                          self.clock.now(), [], operator_released=bool(row.operator_released))
+        if not decision.go and decision.reason is WaitReason.DELAY:
+            return {"wait_reason": decision.reason.value, "wait_until": decision.until}
+        return {"wait_reason": WaitReason.QUORUM.value, "wait_until": None}
+
 
 class RiskPass:
     """One job run's view: the time, the paused routes, each route's window as read once and

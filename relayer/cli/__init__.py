@@ -83,7 +83,8 @@ def devnet_up(root: Annotated[Path, typer.Option(help="Devnet directory.")] = Pa
         raise
     typer.echo(json.dumps({"config": info.config, "rpc": info.rpc, "bridges": info.bridges,
                            "ledger": info.ledger_url, "relayer": info.relayer_url,
-                           "metrics": info.metrics_url}, indent=2))
+                           "api": info.api_url, "metrics": info.metrics_url,
+                           "operator_key_file": str(root / "operator-key")}, indent=2))
 
 
 @devnet_app.command("down")

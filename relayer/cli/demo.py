@@ -164,7 +164,7 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
         rows = wait_for(f"mint of {sym} lock {tx}", executed, timeout_s=90)
         t = rows[0]
         out.step(f"minted w{sym} on the ledger", lock_tx=tx,
-                 confirmations=f"{w3.eth.block_number - block + 1} (needed {net.depth})",
+                 confirmations=f"{w3.eth.block_number - block + 1} (needed {net.depth + 1})",
                  attestations=f"{net.threshold} of {net.n}", ledger_seq=t["ledger_seq"],
                  states=" -> ".join(h["status"].removeprefix("transfer.") for h in t["lifecycle"]))
     balances = ledger.account(account).balances

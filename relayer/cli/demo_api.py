@@ -99,7 +99,9 @@ def _lock_with_replay(out: Any, api: httpx.Client, w3: Web3, user: LocalAccount,
     out.step("user sent the transaction the instructions describe",
              tx=receipt["transactionHash"].to_0x_hex(), block=receipt["blockNumber"])
     final, first = _follow(api, tr["id"], lambda t: t["status"] == EXECUTED, 90, fail)
-    conf, sigs = first.get("confirmations"), first.get("quorum")
+    conf = first.get("confirmations")
+    sigs = next((first[k] for k in ("quorum", "transfer.confirmed", "transfer.attested")
+                 if k in first), final)  # the quorum may come within one poll
     out.step("API: GET /v1/transfers/{id} until executed", id=final["id"],
              lifecycle=_lifecycle(final),
              confirmations_first_seen=_progress(conf, "confirmations"),
@@ -135,7 +137,7 @@ def _large_lock_released(out: Any, net: Any, api: httpx.Client, w3: Web3, user: 
     if eta is None or not 3000 < eta - time.time() <= 3600:
         raise fail(f"large-transfer ETA {eta} is not about an hour away")
     ref = waiting["event_key"]
-    path = f"/v1/operator/transfers/{ref}/release"
+    path = f"/v1/operator/transfers/{tr['id']}/release"  # the id the user was given
     reader = net.create_api_key("demo-reader", ("risk:read",))
     no_key = api.post(path)
     wrong = api.post(path, headers=_bearer(reader))
@@ -185,7 +187,7 @@ def _send(w3: Web3, user: LocalAccount, ins: dict[str, Any], fail: Fail) -> Any:
 def _follow(api: httpx.Client, tr_id: str, done: Callable[[dict[str, Any]], bool],
             timeout_s: float, fail: Fail) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Poll ``GET /v1/transfers/{tr_id}`` until `done`; returns the last view and, per wait
-    reason, the view in which it was first seen."""
+    reason and per status, the view in which it was first seen."""
     first: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -193,6 +195,7 @@ def _follow(api: httpx.Client, tr_id: str, done: Callable[[dict[str, Any]], bool
         reason = (view.get("waiting") or {}).get("reason")
         if reason is not None:
             first.setdefault(reason, view)
+        first.setdefault(view["status"], view)
         if done(view):
             return view, first
         time.sleep(0.2)
@@ -209,7 +212,7 @@ def _lifecycle(view: dict[str, Any]) -> str:
 
 def _progress(view: dict[str, Any] | None, part: str) -> str:
     if view is None or view.get(part) is None:
-        return "not seen waiting"
+        return "not seen"
     p = view[part]
     return f"{p['have']}/{p['need']} (while {view['status'].removeprefix('transfer.')})"
 

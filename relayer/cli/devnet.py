@@ -19,10 +19,7 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from eth_account import Account
@@ -34,7 +31,7 @@ from adapters.bitcoin.scripts import Vault
 from adapters.cosmos.devnet import CosmosWallet, SimdNode
 from adapters.cosmos.multisig import escrow_address
 from adapters.evm import devnet as evm
-from relayer.cli.procs import ServiceFailed, ServiceProcess
+from relayer.cli.procs import ServiceFailed, ServiceProcess, WebhookSink
 from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
 
 ETH_CHAIN_ID = 31337
@@ -79,59 +76,6 @@ def write_evm_keystore(path: Path, passphrase: str) -> str:
     return str(account.address).lower()
 
 
-@dataclass(frozen=True)
-class WebhookDelivery:
-    """One POST the receiver got: the raw body and the Ferry headers, as received, and when
-    (unix seconds: the ``now`` of a signature check)."""
-
-    body: bytes
-    event_id: str
-    signature: str
-    received_at: float
-
-
-class WebhookSink:
-    """A webhook subscriber on a loopback port: a stdlib HTTP server thread that answers 200 to
-    every POST and keeps what it got (`deliveries`), for the demo to check the signatures."""
-
-    def __init__(self, port: int) -> None:
-        self.deliveries: list[WebhookDelivery] = []
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with sink._lock:
-                    sink.deliveries.append(WebhookDelivery(
-                        body, self.headers.get("Ferry-Event-Id", ""),
-                        self.headers.get("Ferry-Signature", ""), time.time()))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass  # quiet: the demo reports what arrived
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{port}/ferry-events"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="webhook-sink")
-
-    def start(self) -> WebhookSink:
-        self._thread.start()
-        return self
-
-    def received(self) -> list[WebhookDelivery]:
-        with self._lock:
-            return list(self.deliveries)
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
-
-
 class Devnet:
     """Build, start and stop a local Ferry network under `root`.
 
@@ -167,6 +111,7 @@ class Devnet:
         self.operator_token = secrets.token_urlsafe(32)
         self.webhook_secret = secrets.token_urlsafe(24)
         self.webhooks: WebhookSink | None = None
+        self.risk_routes: list[dict[str, str | int]] = []
 
     # ------------------------------------------------------------------ chains
     def start_chains(self) -> None:
@@ -216,11 +161,12 @@ class Devnet:
         ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics", "api", "webhook")}
         htlcs = self._deploy_swaps(keydir)
         _write_secret(self.root / "operator-token", self.operator_token)
+        self.risk_routes = self._risk_routes(test_token)
         self.webhooks = WebhookSink(ports["webhook"]).start()
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
                           + self._bitcoin_text() + self._cosmos_text() + self._swaps_text(htlcs)
-                          + self._risk_text(test_token) + self._api_text(ports["api"]))
+                          + self._risk_text() + self._api_text(ports["api"]))
         config.chmod(0o600)  # it holds the webhook secret and the btcd RPC password
         self.info = DevnetInfo(
             root=str(self.root), config=str(config), rpc=rpc,
@@ -345,24 +291,33 @@ class Devnet:
             f"rate_num = 1\nrate_den = 200000000000\nmin_amount = 10000000000000000\n"
             f"max_amount = 20000000000000000000\n{common}")
 
-    def _risk_text(self, token: str) -> str:
-        """``[risk]``: both directions of every devnet asset limited to a million whole units
-        a day (no demo or test comes near), and a wETH lock of 5 ETH or more delayed one hour
-        (the demo's operator release). The validators, the ledger and the relayer all read it."""
+    def _risk_routes(self, token: str) -> list[dict[str, str | int]]:
+        """``[[risk.routes]]``: both directions of every devnet asset limited to a million
+        whole units a day (no demo or test comes near), and a wETH lock of 5 ETH or more
+        delayed one hour (the demo's operator release)."""
         assert self.btcd is not None and self.simd is not None
         eth = f"eip155:{ETH_CHAIN_ID}"
         assets = ((eth, NATIVE_TOKEN, 18), (eth, token, 18),
                   (f"eip155:{BSC_CHAIN_ID}", NATIVE_TOKEN, 18), (self.btcd.chain, "btc", 8),
                   (self.simd.caip2, "stake", 6))
-        text = f"\n[risk]\nwindow_s = 86400\ndelay_s = {LARGE_DELAY_S}\n"
+        routes: list[dict[str, str | int]] = []
         for chain, tok, decimals in assets:
             for src, dst in ((chain, "ferry:ledger"), ("ferry:ledger", chain)):
-                text += (f'\n[[risk.routes]]\nsource_chain = "{src}"\ndest_chain = "{dst}"\n'
-                         f'asset = "{asset_key(chain, tok)}"\n'
-                         f'daily_limit = "{10**6 * 10**decimals}"\n')
+                route: dict[str, str | int] = {
+                    "source_chain": src, "dest_chain": dst, "asset": asset_key(chain, tok),
+                    "daily_limit": str(10**6 * 10**decimals)}
                 if (src, tok) == (eth, NATIVE_TOKEN):
-                    text += (f'large_transfer = "{LARGE_ETH_LOCK_WEI}"\n'
-                             f"delay_s = {LARGE_DELAY_S}\n")
+                    route |= {"large_transfer": str(LARGE_ETH_LOCK_WEI), "delay_s": LARGE_DELAY_S}
+                routes.append(route)
+        return routes
+
+    def _risk_text(self) -> str:
+        """``[risk]`` (`_risk_routes`), applied by the ledger, the relayer and every validator,
+        and shown by the API."""
+        text = f"\n[risk]\nwindow_s = 86400\ndelay_s = {LARGE_DELAY_S}\n"
+        for route in self.risk_routes:
+            text += "\n[[risk.routes]]\n" + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in route.items())
         return text
 
     def _api_text(self, port: int) -> str:

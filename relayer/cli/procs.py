@@ -1,7 +1,8 @@
 """Child processes of `ferry demo` and `ferry devnet`: start a Ferry service, wait until it
-answers HTTP, stop it, and show its log when it fails.
+answers HTTP, stop it, and show its log when it fails; and a local webhook receiver thread.
 
-Owns: process lifetime for the demo and tests. Must not know what the services do.
+Owns: process lifetime for the demo and tests, and `WebhookSink`. Must not know what the
+services do (the sink keeps what it receives; the demo checks it).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -97,3 +101,56 @@ class ServiceProcess:
             return "<no log>"
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One POST the receiver got: the raw body and the Ferry headers, as received, and when
+    (unix seconds: the ``now`` of a signature check)."""
+
+    body: bytes
+    event_id: str
+    signature: str
+    received_at: float
+
+
+class WebhookSink:
+    """A webhook subscriber on a loopback port: a stdlib HTTP server thread that answers 200 to
+    every POST and keeps what it got (`deliveries`), for the demo to check the signatures."""
+
+    def __init__(self, port: int) -> None:
+        self.deliveries: list[WebhookDelivery] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink._lock:
+                    sink.deliveries.append(WebhookDelivery(
+                        body, self.headers.get("Ferry-Event-Id", ""),
+                        self.headers.get("Ferry-Signature", ""), time.time()))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass  # quiet: the demo reports what arrived
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{port}/ferry-events"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="webhook-sink")
+
+    def start(self) -> WebhookSink:
+        self._thread.start()
+        return self
+
+    def received(self) -> list[WebhookDelivery]:
+        with self._lock:
+            return list(self.deliveries)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()

@@ -315,7 +315,8 @@ def test_release_by_event_key_flags_the_transfer_and_releases_the_ledger_mint(cl
     assert again.status_code == 200 and again.json()["changed"] is False
 
 
-@pytest.mark.parametrize("ref", ["999", f"{CHAIN}/{BRIDGE}/77", "0x" + "ab" * 32])
+@pytest.mark.parametrize("ref", ["999", f"{CHAIN}/{BRIDGE}/77", "0x" + "ab" * 32,
+                                 "tr_" + "00" * 16])
 def test_an_unknown_transfer_is_404(client, ctx, ref):
     token = new_key(ctx, "transfers:write")
     for action in ("retry", "release"):

@@ -201,6 +201,19 @@ def test_large_transfer_is_delayed_then_goes_without_blocking_small_ones(tmp_pat
     assert waits(w, big) == (S.EXECUTED.value, None, None)
 
 
+def test_a_large_lock_reaching_depth_waits_for_its_delay_not_for_a_quorum(tmp_path):
+    # The validators hold a large lock for the same delay, so before any quorum forms the
+    # relayer already shows why it waits and until when (the API and the risk queue read it).
+    w = World(tmp_path, section(limit=1_000, large=40))
+    big, small = w.lock(50), w.lock(10)
+    assert w.engine.risk.wait_at_confirm(w.row(big)) == {
+        "wait_reason": "large_transfer_delay", "wait_until": T0 + DELAY}
+    assert w.engine.risk.wait_at_confirm(w.row(small)) == {
+        "wait_reason": "quorum", "wait_until": None}
+    w.routes.release(big, by="ops")
+    assert w.engine.risk.wait_at_confirm(w.row(big))["wait_reason"] == "quorum"
+
+
 def test_operator_release_lets_a_delayed_transfer_go_early(tmp_path):
     w = World(tmp_path, section(limit=1_000, large=40))
     big = w.lock(50)
