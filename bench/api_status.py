@@ -166,6 +166,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--interval-s", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=1, help="`ferry api serve --workers`")
     a = ap.parse_args()
     bound_runtime(300)
     from adapters.evm.devnet import free_port
@@ -181,8 +182,8 @@ def main() -> int:
     procs = [subprocess.Popen([ferry, "ledger", "serve", "-c", str(cfg)], stdout=logs, stderr=logs)]
     try:
         _wait_http(f"http://127.0.0.1:{ledger_port}/v1/ledger/status", 60, procs[0])
-        procs.append(subprocess.Popen([ferry, "api", "serve", "-c", str(cfg)],
-                                      stdout=logs, stderr=logs))
+        procs.append(subprocess.Popen([ferry, "api", "serve", "-c", str(cfg),
+                                       "--workers", str(a.workers)], stdout=logs, stderr=logs))
         base = f"http://127.0.0.1:{api_port}"
         _wait_http(f"{base}/healthz", 60, procs[1])
         _load((base, keys[:100], 20, 2.0, None))  # warm-up
@@ -202,7 +203,7 @@ def main() -> int:
                 rows.append([name, a.clients, len(ms), f"{len(ms) / r['wall']:.0f}",
                              f"{_pct(ms, 50):.1f}", f"{_pct(ms, 95):.1f}", f"{p99:.1f}",
                              f"{ms[-1]:.1f}", len(r["errors"])])
-        api_rss = vm_hwm_mb(procs[1].pid)
+        api_rss = vm_hwm_mb(procs[1].pid)  # with --workers: the supervisor only
     finally:
         for p in procs:
             p.terminate()
@@ -210,7 +211,8 @@ def main() -> int:
             p.wait(timeout=20)
         logs.close()
     print(f"{a.transfers} transfers stored (seeded through relayer.store in {seed_s:.1f} s), "
-          f"GET /v1/transfers/{{id}} on random ids, one uvicorn process, load from another process")
+          f"GET /v1/transfers/{{id}} on random ids, {a.workers} uvicorn worker(s), load from another "
+          "process")
     print_table(["phase", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
                  "errors"], rows)
     print(f"API peak RSS (VmHWM), MB: {api_rss:.0f}")

@@ -2,14 +2,16 @@
 
 Owns: `BitcoinAdapter` (the `ChainAdapter` reads plus the `UtxoCustody` release capability) and
 `DepositRegistry` (which deposit scripts are Ferry's). Block decoding is `adapters.bitcoin.watcher`,
-scripts and transactions are `scripts` / `tx`, the node is `rpc.BtcRpc`.
+scripts and transactions are `scripts` / `tx`, the nodes are `multi.MultiBtcRpc` (failover across
+``rpc_urls``; ``rpc_quorum`` nodes must agree on the tip, block hashes and scanned blocks).
 Must not import another chain's adapter, the ledger or the relayer: the registry learns accounts
 through the `source` callable it is given.
 
 Observation: `lock_events` refreshes the registry first (so an account registered before its
 owner paid is always known when that payment's block is scanned), then reads raw blocks by height,
-checks each block links to the previous one (a reorg during the scan raises `RpcUnavailable`: the
-caller retries), and decodes deposits (`watcher.deposits_in_block`). Only blocks are read, so an
+checks each block's bytes against its hash and commitments (`check_block`), checks each block
+links to the previous one (a reorg during the scan raises `RpcUnavailable`: the caller retries),
+and decodes deposits (`watcher.deposits_in_block`). Only blocks are read, so an
 unconfirmed or replaced (RBF) transaction is never seen. Outpoints key the events, so a deposit
 re-mined in another block after a reorg keeps its event id and is credited once.
 
@@ -29,6 +31,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
+from bitcoin.core import CBlock, Hash, b2lx
+from bitcoin.core.serialize import SerializationError
+
 from adapters.base import (
     BlockRef,
     Clock,
@@ -43,9 +48,10 @@ from adapters.bitcoin import finality, tx, watcher
 from adapters.bitcoin.config import BitcoinChainConfig
 from adapters.bitcoin.errors import ReleaseMismatch
 from adapters.bitcoin.intents import IntentRegistry, IntentSource, credit_reason
+from adapters.bitcoin.multi import MultiBtcRpc
 from adapters.bitcoin.rpc import BtcRpc, BtcRpcError
 from adapters.bitcoin.scripts import Vault, script_pubkey_from_address
-from adapters.errors import QuorumNotMet, RpcUnavailable, Unsupported, WrongChain
+from adapters.errors import QuorumNotMet, RpcDisagreement, RpcUnavailable, Unsupported
 from htlc import mint
 from htlc.timelock import ChainTiming
 
@@ -108,13 +114,14 @@ class DepositRegistry:
 
 
 class BitcoinAdapter:
-    """One Bitcoin network through one node.
+    """One Bitcoin network through one or more nodes (``rpc_url``, ``rpc_urls``).
 
     Args:
         config: the ``[[bitcoin]]`` table.
-        rpc: a node client to use instead of one built from the config (tests).
+        rpc: a node client to use instead of those built from the config (tests); a plain
+            `BtcRpc` keeps its own retry policy (wrapped as the only node, quorum 1).
         registry_source: see `DepositRegistry`.
-        read_attempts, read_deadline_s: retry bounds of reads.
+        read_attempts, read_deadline_s: retry bounds of reads (across the nodes).
         intent_source: pages of the ledger's mint-intent registry (`IntentRegistry`).
         ledger_clock: the ledger's clock as this process reads it (default: the system clock).
     """
@@ -134,10 +141,17 @@ class BitcoinAdapter:
         self.chain = config.caip2
         self.confirmation_depth = config.confirmation_depth
         self.vault: Vault = config.vault
-        self.rpc = rpc or BtcRpc(
-            config.rpc_url, config.rpc_user, config.rpc_password.get_secret_value(),
-            chain=self.chain, timeout_s=config.request_timeout_s, read_attempts=read_attempts,
-            read_deadline_s=read_deadline_s, cert=config.rpc_cert)
+        if isinstance(rpc, MultiBtcRpc):
+            self.rpc = rpc
+        elif rpc is not None:
+            self.rpc = MultiBtcRpc([rpc], genesis_hash=config.genesis_hash, read_attempts=1)
+        else:
+            nodes = [BtcRpc(url, config.rpc_user, config.rpc_password.get_secret_value(),
+                            chain=self.chain, timeout_s=config.request_timeout_s,
+                            read_attempts=1, cert=config.rpc_cert) for url in config.endpoints]
+            self.rpc = MultiBtcRpc(nodes, genesis_hash=config.genesis_hash,
+                                   quorum=config.rpc_quorum, read_attempts=read_attempts,
+                                   read_deadline_s=read_deadline_s)
         self.registry = DepositRegistry(self.vault, registry_source)
         self.intents = IntentRegistry(self.vault, self.chain, intent_source)
         self.ledger_clock: Clock = ledger_clock or SystemClock()
@@ -146,12 +160,16 @@ class BitcoinAdapter:
 
     # ------------------------------------------------------------------ reads
     def verify_chain(self) -> None:
-        """Raise `WrongChain` unless the node serves this config's network (genesis hash)."""
-        genesis = self.rpc.genesis_hash()
-        if genesis != self.config.genesis_hash:
-            raise WrongChain(
-                f"node at {self.config.rpc_url} has genesis {genesis}, expected "
-                f"{self.config.network} {self.config.genesis_hash}", chain=self.chain)
+        """Check that every node serves this config's network (``getblockhash 0`` is its
+        genesis hash). A node that is down now is checked before its first use instead; no
+        node is ever used unchecked. Call it at process start to fail fast.
+
+        Raises:
+            WrongChain: a node serves another network (the message names its host:port);
+                every later call of this adapter raises it too.
+            RpcUnavailable: no node could be asked (after bounded retries).
+        """
+        self.rpc.verify_all()
 
     def head(self) -> BlockRef:
         height, block_hash = self.rpc.best_block()
@@ -180,7 +198,9 @@ class BitcoinAdapter:
 
         Raises:
             RpcUnavailable: a block does not link to the previous one (the chain moved during
-                the scan), or the node could not be asked.
+                the scan), or fewer than ``rpc_quorum`` nodes could be asked.
+            RpcDisagreement: the nodes' block hashes differ, or a block's bytes do not match
+                its hash and commitments (`check_block`).
         """
         self.registry.refresh()
         self.intents.refresh()
@@ -196,6 +216,7 @@ class BitcoinAdapter:
         blocks = self.rpc.raw_blocks(from_block, to_block)  # two batched round trips
         for height, (block_hash, raw) in zip(range(from_block, to_block + 1), blocks,
                                              strict=True):
+            check_block(raw, block_hash, height, chain=self.chain)
             found, parent = watcher.deposits_in_block(
                 raw, height=height, block_hash=block_hash, chain=self.chain,
                 vault=self.vault, registry=self.registry,
@@ -428,6 +449,45 @@ class BitcoinAdapter:
             dest_address=dest_address, amount=amount, payee_amount=built.payee_sats,
             fee=built.fee_sats, fee_rate=built.fee_rate_sat_vb, change=built.change_sats,
             version=version)
+
+
+def check_block(raw: bytes, block_hash: str, height: int, *, chain: str) -> None:
+    """SECURITY: check that a serialized block (BIP-144) is the block `block_hash` names: its
+    header hashes to it, the txids' merkle root is the header's, no txid repeats (CVE-2012-2459)
+    and the witnesses match the coinbase's witness commitment, or there are none without one
+    (BIP-141; stripped witnesses would hide that a transaction spends the vault). Then comparing
+    block hashes across nodes compares contents (`MultiBtcRpc.raw_blocks`). Proof of work is
+    not checked (the nodes validated the chain; regtest has no real work).
+
+    Raises:
+        RpcDisagreement: the bytes are not that block (the node's answer contradicts the hash
+            the quorum agreed on): nothing is acted on.
+    """
+    try:
+        block = CBlock.deserialize(raw)  # also builds the txid (and wtxid) merkle trees
+        count, tree = len(block.vtx), block.vMerkleTree
+        if b2lx(block.GetHash()) != block_hash:
+            raise ValueError(f"hashes to {b2lx(block.GetHash())}")
+        if not count or tree[-1] != block.hashMerkleRoot:
+            raise ValueError("its transactions do not make the header's merkle root")
+        if len(set(tree[:count])) != count:
+            raise ValueError("a txid repeats (CVE-2012-2459)")
+        try:
+            index = block.get_witness_commitment_index()
+        except ValueError:
+            if block.vWitnessMerkleTree:
+                raise ValueError("witness data without a commitment (BIP-141)") from None
+            return
+        inputs = block.vtx[0].wit.vtxinwit
+        nonce = list(inputs[0].scriptWitness.stack) if inputs else []
+        root = (block.vWitnessMerkleTree or CBlock.build_merkle_tree_from_txids(
+            [bytes(32), *tree[1:count]]))[-1]
+        commitment = bytes(block.vtx[0].vout[index].scriptPubKey)[6:38]
+        if len(nonce) != 1 or len(nonce[0]) != 32 or commitment != Hash(root + nonce[0]):
+            raise ValueError("its witnesses do not match the coinbase's commitment (BIP-141)")
+    except (SerializationError, ValueError, IndexError) as exc:
+        raise RpcDisagreement(f"block {height} served for {block_hash} is not that block: "
+                              f"{exc}", chain=chain) from exc
 
 
 def _coins(plan: ReleasePlan) -> list[tx.Coin]:

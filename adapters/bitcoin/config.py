@@ -1,8 +1,8 @@
 """Configuration of one Bitcoin chain: the ``[[bitcoin]]`` table of Ferry's TOML file.
 
 Owns: `BitcoinChainConfig`, its validation, and the network constants (genesis hashes).
-Must not touch the network; checking that the node serves this network (its genesis hash) is
-the adapter's job at start (`BitcoinAdapter.verify_chain`).
+Must not touch the network; checking that every RPC endpoint serves this network (its genesis
+hash) is the adapter's job at start (`BitcoinAdapter.verify_chain`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from adapters.config_fields import compressed_pubkeys, http_url
+from adapters.multi_rpc import check_quorum, distinct_urls
 
 if TYPE_CHECKING:
     from adapters.bitcoin.scripts import Vault
@@ -35,9 +36,15 @@ class BitcoinChainConfig(BaseModel):
         name: operator-facing label ("bitcoin"); never used as an identity.
         network: mainnet, testnet, signet or regtest; fixes address prefixes and the genesis
             hash the node must serve (else `WrongChain`).
-        rpc_url: ``http://`` or ``https://`` JSON-RPC endpoint of the node.
-        rpc_user, rpc_password: the node's RPC credentials (no default; never logged).
-        rpc_cert: CA file for an ``https://`` node with a self-signed certificate (btcd's
+        rpc_url: ``http://`` or ``https://`` JSON-RPC endpoint of the node; the first one tried.
+        rpc_urls: more endpoints (independent nodes) of the same network, tried in this order
+            after `rpc_url` (failover; see `adapters.bitcoin.multi.MultiBtcRpc`). Every endpoint
+            uses the same `rpc_user`, `rpc_password` and `rpc_cert`. Duplicates are dropped.
+        rpc_quorum: endpoints that must return the same answer for the reads that decide
+            minting (best block, block hashes, the blocks scanned for deposits);
+            1 <= rpc_quorum <= number of distinct endpoints.
+        rpc_user, rpc_password: the nodes' RPC credentials (no default; never logged).
+        rpc_cert: CA file for ``https://`` nodes with a self-signed certificate (btcd's
             ``rpc.cert``); None uses the system trust store.
         validator_pubkeys: the vault's members, 33-byte compressed secp256k1 keys as hex (any
             order; the scripts sort them, BIP-67).
@@ -63,6 +70,8 @@ class BitcoinChainConfig(BaseModel):
     name: str = Field(min_length=1)
     network: Network
     rpc_url: str
+    rpc_urls: tuple[str, ...] = ()
+    rpc_quorum: int = Field(default=1, ge=1)
     rpc_user: str = Field(min_length=1)
     rpc_password: SecretStr
     rpc_cert: str | None = None
@@ -102,6 +111,11 @@ class BitcoinChainConfig(BaseModel):
     def _http_url(cls, value: str) -> str:
         return http_url(value)
 
+    @field_validator("rpc_urls")
+    @classmethod
+    def _http_urls(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(http_url(v) for v in values)
+
     @field_validator("validator_pubkeys")
     @classmethod
     def _pubkeys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -115,7 +129,13 @@ class BitcoinChainConfig(BaseModel):
             )
         if self.max_fee_rate_sat_vb < self.fee_rate_sat_vb:
             raise ValueError("max_fee_rate_sat_vb is below fee_rate_sat_vb")
+        check_quorum(self.rpc_quorum, self.endpoints)
         return self
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """``rpc_url`` then ``rpc_urls``, without repeats (`adapters.multi_rpc.distinct_urls`)."""
+        return distinct_urls(self.rpc_url, self.rpc_urls)
 
     @property
     def caip2(self) -> str:

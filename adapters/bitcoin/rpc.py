@@ -19,6 +19,10 @@ Translation (observed against btcd v0.26.2, ``rpcserver.go`` and ``mempool/mempo
 
 Amounts: btcd writes BTC as JSON numbers; they are parsed as `Decimal` (never float) and
 converted to int satoshis (1 BTC = 10**8 sat).
+
+Several nodes (``rpc_urls``): `MultiBtcRpc` is a `BtcRpc` whose every call fails over across
+one `BtcRpc` per node, and whose best block, block hashes and raw blocks need ``rpc_quorum``
+nodes to agree (`adapters.multi_rpc`). Logs and errors name a node by ``host:port`` only.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tenacity import (
 
 from adapters.bitcoin.errors import FeeTooLow, TxRejected
 from adapters.errors import ChainError, ConfigError, RetryableChainError, RpcUnavailable
+from adapters.multi_rpc import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -205,7 +210,7 @@ class BtcRpc:
             raise RpcUnavailable(f"{method}: {type(exc).__name__}", chain=self.chain) from exc
         status = response.status_code
         if status in (401, 403):
-            raise ConfigError(f"{self.url} refused the RPC credentials (HTTP {status})")
+            raise ConfigError(f"{redact(self.url)} refused the RPC credentials (HTTP {status})")
         try:
             reply = json.loads(response.content, parse_float=Decimal)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -242,7 +247,7 @@ class BtcRpc:
         except (httpx.RequestError, OSError) as exc:
             raise RpcUnavailable(f"{what}: {type(exc).__name__}", chain=self.chain) from exc
         if response.status_code in (401, 403):
-            raise ConfigError(f"{self.url} refused the RPC credentials "
+            raise ConfigError(f"{redact(self.url)} refused the RPC credentials "
                               f"(HTTP {response.status_code})")
         try:
             replies = json.loads(response.content, parse_float=Decimal)
@@ -273,17 +278,30 @@ class BtcRpc:
                 batches (the chain moved: ask again); transport faults as `request_batch`.
         """
         def fetch() -> list[tuple[str, bytes]]:
-            hashes = self.request_batch([("getblockhash", [h]) for h in range(first, last + 1)])
-            for h in hashes:
-                if isinstance(h, BaseException):
-                    raise RpcUnavailable(f"getblockhash {first}..{last}: {h}", chain=self.chain)
+            hashes = self._hash_batch(first, last)
             blocks = self.request_batch([("getblock", [h, 0]) for h in hashes])
             for b in blocks:
                 if isinstance(b, BaseException):
                     raise RpcUnavailable(f"getblock {first}..{last}: {b}", chain=self.chain)
-            return [(str(h), bytes.fromhex(b)) for h, b in zip(hashes, blocks, strict=True)]
+            return [(h, bytes.fromhex(b)) for h, b in zip(hashes, blocks, strict=True)]
 
         return self._retrying(fetch, "getblock")
+
+    def block_hashes(self, first: int, last: int) -> list[str]:
+        """Hashes (display hex) of main-chain blocks ``first..last`` in one batched round trip
+        (``getblockhash``); retried like `read`.
+
+        Raises:
+            RpcUnavailable: a height is above the tip; transport faults as `request_batch`.
+        """
+        return self._retrying(lambda: self._hash_batch(first, last), "getblockhash")
+
+    def _hash_batch(self, first: int, last: int) -> list[str]:
+        hashes = self.request_batch([("getblockhash", [h]) for h in range(first, last + 1)])
+        for h in hashes:
+            if isinstance(h, BaseException):
+                raise RpcUnavailable(f"getblockhash {first}..{last}: {h}", chain=self.chain)
+        return [str(h) for h in hashes]
 
     def read(self, method: str, params: list[Any]) -> Any:
         """`request`, retried on `RetryableChainError` only, bounded by attempts and by time.

@@ -1,8 +1,10 @@
 """The Cosmos SDK adapter: watches a chain's blocks for deposits into the escrow multisig.
 
 Owns: `CosmosAdapter`, the `ChainAdapter` reads for one Cosmos SDK chain (blocks through CometBFT
-RPC, decoded by `adapters.cosmos.watcher`). Releases from the escrow are proposals signed with
-`adapters.cosmos.release` (legacy amino JSON multisig).
+RPC, decoded by `adapters.cosmos.watcher`; several nodes through `rpc.MultiCometRpc`: failover
+across ``rpc_urls``, and ``rpc_quorum`` nodes agreeing on heights, hashes and scanned blocks).
+Releases from the escrow are proposals signed with `adapters.cosmos.release` (legacy amino JSON
+multisig).
 Must not import another chain's adapter, the ledger or the relayer.
 """
 
@@ -19,20 +21,21 @@ from adapters.base import BlockRef, LockEvent, PreparedTx, ReleasePlan, TxStatus
 from adapters.cosmos import finality, release, watcher
 from adapters.cosmos.config import CosmosChainConfig
 from adapters.cosmos.errors import BroadcastRefused, SequenceMismatch
-from adapters.cosmos.rpc import CometRpc
-from adapters.errors import RpcUnavailable, Unsupported, ValidationError, WrongChain
+from adapters.cosmos.rpc import CometRpc, MultiCometRpc
+from adapters.errors import RpcUnavailable, Unsupported, ValidationError
 
 _CODE_TX_IN_CACHE = 19  # sdkerrors.ErrTxInMempoolCache: the same bytes were already accepted
 _CODE_WRONG_SEQUENCE = 32  # sdkerrors.ErrWrongSequence
 
 
 class CosmosAdapter:
-    """One Cosmos SDK chain through one node.
+    """One Cosmos SDK chain through one or more nodes (``rpc_url``, ``rpc_urls``).
 
     Args:
         config: the ``[[cosmos]]`` table.
-        rpc: a node client to use instead of one built from the config (tests).
-        read_attempts, read_deadline_s: retry bounds of reads.
+        rpc: a node client to use instead of those built from the config (tests); a plain
+            `CometRpc` keeps its own retry policy (wrapped as the only node, quorum 1).
+        read_attempts, read_deadline_s: retry bounds of reads (across the nodes).
     """
 
     def __init__(self, config: CosmosChainConfig, *, rpc: CometRpc | None = None,
@@ -41,17 +44,33 @@ class CosmosAdapter:
         self.chain = config.caip2
         self.confirmation_depth = config.confirmation_depth
         self.escrow = config.escrow_address
-        self.rpc = rpc or CometRpc(config.rpc_url, config.rest_url, chain=self.chain,
-                                   timeout_s=config.request_timeout_s,
-                                   read_attempts=read_attempts, read_deadline_s=read_deadline_s)
+        if isinstance(rpc, MultiCometRpc):
+            self.rpc = rpc
+        elif rpc is not None:
+            self.rpc = MultiCometRpc([rpc], chain_id=config.chain_id, read_attempts=1)
+        else:
+            nodes = [CometRpc(url, config.rest_url, chain=self.chain,
+                              timeout_s=config.request_timeout_s, read_attempts=1)
+                     for url in config.endpoints]
+            rest = CometRpc(config.rpc_url, config.rest_url, chain=self.chain,
+                            timeout_s=config.request_timeout_s, read_attempts=read_attempts,
+                            read_deadline_s=read_deadline_s)
+            self.rpc = MultiCometRpc(nodes, chain_id=config.chain_id, rest=rest,
+                                     quorum=config.rpc_quorum, read_attempts=read_attempts,
+                                     read_deadline_s=read_deadline_s)
         self._min_deposit = {d.denom: d.min_deposit for d in config.denoms}
 
     def verify_chain(self) -> None:
-        """Raise `WrongChain` unless the node reports this config's chain id."""
-        chain_id, _, _ = self.rpc.status()
-        if chain_id != self.config.chain_id:
-            raise WrongChain(f"node at {self.config.rpc_url} serves {chain_id}, expected "
-                             f"{self.config.chain_id}", chain=self.chain)
+        """Check that every node serves this config's chain id (CometBFT ``/status``
+        ``node_info.network``). A node that is down now is checked before its first use
+        instead; no node is ever used unchecked. Call it at process start to fail fast.
+
+        Raises:
+            WrongChain: a node serves another chain (the message names its host:port); every
+                later call of this adapter raises it too.
+            RpcUnavailable: no node could be asked (after bounded retries).
+        """
+        self.rpc.verify_all()
 
     def head(self) -> BlockRef:
         """The newest block whose results are stored: CometBFT reports a block as latest

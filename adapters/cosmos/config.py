@@ -1,7 +1,8 @@
 """Configuration of one Cosmos SDK chain: the ``[[cosmos]]`` table of Ferry's TOML file.
 
 Owns: `CosmosChainConfig` and `DenomConfig`, and their validation. Must not touch the network;
-checking that the node serves ``chain_id`` is the adapter's job at start (`verify_chain`).
+checking that every RPC endpoint serves ``chain_id`` is the adapter's job at start
+(`CosmosAdapter.verify_chain`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import cached_property
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.config_fields import compressed_pubkeys, http_url
+from adapters.multi_rpc import check_quorum, distinct_urls
 
 _CHAIN_ID = re.compile(r"^[-_a-zA-Z0-9]{1,32}$")
 _DENOM = re.compile(r"^[a-zA-Z][a-zA-Z0-9/:._-]{2,127}$")  # sdk.ValidateDenom's pattern
@@ -64,8 +66,18 @@ class CosmosChainConfig(BaseModel):
     Attributes:
         name: operator-facing label; never an identity.
         chain_id: the chain id the node must report (else `WrongChain`).
-        rpc_url: CometBFT RPC (``http://host:26657``): blocks, results, broadcast.
-        rest_url: the SDK's REST API (``http://host:1317``): accounts, balances.
+        rpc_url: CometBFT RPC (``http://host:26657``): blocks, results, broadcast; the first
+            one tried.
+        rpc_urls: more CometBFT RPC endpoints (independent nodes) of the same chain, tried in
+            this order after `rpc_url` (failover; see `adapters.cosmos.rpc.MultiCometRpc`).
+            Duplicates are dropped.
+        rpc_quorum: endpoints that must return the same answer for the reads that decide
+            minting (latest height, block hashes, the blocks and their results scanned for
+            deposits); 1 <= rpc_quorum <= number of distinct endpoints.
+        rest_url: the SDK's REST API (``http://host:1317``): accounts, balances. One endpoint,
+            no quorum: nothing read over REST decides minting (the escrow's account sequence
+            plans releases; its balance feeds the accountant's check). Put several REST
+            servers behind one URL (a load balancer) for failover.
         bech32_prefix: account address prefix (``cosmos``).
         validator_pubkeys: the escrow members, 33-byte compressed secp256k1 keys (hex).
         threshold: signatures a release needs (m of n).
@@ -80,6 +92,8 @@ class CosmosChainConfig(BaseModel):
     name: str = Field(min_length=1)
     chain_id: str
     rpc_url: str
+    rpc_urls: tuple[str, ...] = ()
+    rpc_quorum: int = Field(default=1, ge=1)
     rest_url: str
     bech32_prefix: str = "cosmos"
     validator_pubkeys: tuple[str, ...] = Field(min_length=1, max_length=20)
@@ -106,6 +120,11 @@ class CosmosChainConfig(BaseModel):
     def _http_url(cls, value: str) -> str:
         return http_url(value).rstrip("/")
 
+    @field_validator("rpc_urls")
+    @classmethod
+    def _http_urls(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(http_url(v).rstrip("/") for v in values)
+
     @field_validator("validator_pubkeys")
     @classmethod
     def _pubkeys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -118,7 +137,13 @@ class CosmosChainConfig(BaseModel):
                              f"{len(self.validator_pubkeys)} pubkeys")
         if len({d.denom for d in self.denoms}) != len(self.denoms):
             raise ValueError("a denom is listed twice")
+        check_quorum(self.rpc_quorum, self.endpoints)
         return self
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """``rpc_url`` then ``rpc_urls``, without repeats (`adapters.multi_rpc.distinct_urls`)."""
+        return distinct_urls(self.rpc_url, self.rpc_urls)
 
     @property
     def caip2(self) -> str:

@@ -10,14 +10,21 @@ Translation:
     connect errors, timeouts, HTTP 5xx/429, a body that is not JSON   -> RpcUnavailable
     a JSON-RPC error object, an unexpected reply                       -> CosmosRpcError
     a height above the node's latest block                             -> None (an answer)
+
+Several nodes (``rpc_urls``): `MultiCometRpc` is a `CometRpc` whose every CometBFT call fails
+over across one `CometRpc` per node, and whose latest height, block hashes and blocks with
+their results need ``rpc_quorum`` nodes to agree (`adapters.multi_rpc`). REST reads (accounts,
+balances) go to the one ``rest_url``: they do not decide minting.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +38,7 @@ from tenacity import (
 )
 
 from adapters.errors import ChainError, RetryableChainError, RpcUnavailable
+from adapters.multi_rpc import COOLDOWN_S, EndpointPool, PooledClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +76,11 @@ class CometRpc:
         self._http = httpx.Client(timeout=timeout_s)
         self._ids = itertools.count(1)
         self._attempts, self._deadline_s = read_attempts, read_deadline_s
+
+    @property
+    def url(self) -> str:
+        """The CometBFT RPC endpoint (what `adapters.multi_rpc` names the node by)."""
+        return self.rpc_url
 
     def close(self) -> None:
         self._http.close()
@@ -250,3 +263,100 @@ class CometRpc:
         """Send a signed TxRaw once (CheckTx only): (code, txhash uppercase hex, log)."""
         result = self.request("broadcast_tx_sync", {"tx": base64.b64encode(raw).decode()})
         return int(result.get("code", 0)), str(result["hash"]).upper(), str(result.get("log", ""))
+
+
+def blocks_digest(blocks: Sequence[BlockTxs]) -> str:
+    """What two nodes' answers of `CometRpc.blocks` must share: SHA-256 (hex) over each block's
+    height, hash, transactions (each by its SHA-256) and result codes, in order: all the
+    adapter reads of them. The block hash alone would not do: it commits to the transactions
+    but a block's results are committed only in the next header (``last_results_hash``)."""
+    digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(f"{block.height}:{block.hash}:{len(block.txs)}:".encode())
+        for raw in block.txs:
+            digest.update(hashlib.sha256(raw).digest())
+        digest.update((",".join(str(c) for c in block.codes) + ";").encode())
+    return digest.hexdigest()
+
+
+class MultiCometRpc(PooledClient[CometRpc], CometRpc):
+    """A `CometRpc` over one or more nodes of one chain (policy: `adapters.multi_rpc`).
+
+    Every CometBFT call goes to one of `nodes` (one `CometRpc` per node, each trying once); it
+    has no HTTP client of its own. Failover: every call; ``tx``, ``tx_search`` read the first
+    node that answers, `request`, `batch` and `broadcast_tx_sync` ask each node at most once.
+    SECURITY: agreement of ``quorum`` nodes for the reads that decide minting: `status` (the
+    lowest of their latest heights, whose hash the others must have there), `block_hash`,
+    `headers` and `blocks` (compared by `blocks_digest`). A node is refused (`WrongChain`,
+    sticky) unless its ``/status`` ``node_info.network`` is `chain_id`, checked by
+    `verify_all` or before its first other call.
+
+    Args:
+        nodes: one client per node, in configured order (the first is preferred), built with
+            ``read_attempts=1``: the retries are this client's.
+        chain_id: the chain id every node must serve.
+        rest: the client whose REST API (``rest_url``) serves `account` and `balance`, with its
+            own retry policy; None uses the first node's.
+        quorum, read_attempts, read_deadline_s, cooldown_s, clock: see
+            `adapters.multi_rpc.EndpointPool`.
+    """
+
+    def __init__(self, nodes: Sequence[CometRpc], *, chain_id: str, rest: CometRpc | None = None,
+                 quorum: int = 1, read_attempts: int = 4, read_deadline_s: float = 30.0,
+                 cooldown_s: float = COOLDOWN_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # No CometRpc.__init__: this client has no HTTP connection of its own; every method
+        # that would use one is overridden to go through `pool` (or `rest`).
+        first = nodes[0]
+        self.rpc_url, self.rest_url, self.chain = first.rpc_url, first.rest_url, first.chain
+        self._rest_client = rest or nodes[0]
+        self.pool: EndpointPool[CometRpc] = EndpointPool(
+            nodes, chain=self.chain, identity=lambda n: n.status()[0], expected=chain_id,
+            identity_label="status", what="chain id", quorum=quorum,
+            read_attempts=read_attempts, read_deadline_s=read_deadline_s,
+            cooldown_s=cooldown_s, clock=clock, logger=log)
+
+    def close(self) -> None:
+        super().close()
+        self._rest_client.close()  # closing twice (rest is a node) is harmless
+
+    def request(self, method: str, params: dict[str, Any]) -> Any:
+        return self.pool.send(lambda n: n.request(method, params), method)
+
+    def batch(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        return self.pool.send(lambda n: n.batch(calls), "batch")
+
+    def status(self) -> tuple[str, int, str]:
+        """SECURITY: (chain id, latest height, its hash) of the lowest of ``rpc_quorum``
+        nodes' latest blocks, whose hash every other node of the quorum has at that height."""
+        return self.pool.agreed_tip(lambda n: n.status(), lambda _host, s: (s[1], s[2]),
+                                    lambda n, height: n.block_hash(height), "status")
+
+    def block_hash(self, height: int) -> str | None:
+        """SECURITY: the hash at `height` ``rpc_quorum`` nodes agree on (None above the tip
+        of all of them; above only some of them is a disagreement)."""
+        return self.pool.agreed(lambda n: n.block_hash(height), lambda h: h, "blockchain")
+
+    def headers(self, first: int, last: int) -> list[tuple[int, str | None]]:
+        """SECURITY: `CometRpc.headers` as ``rpc_quorum`` nodes agree on it."""
+        return self.pool.agreed(lambda n: n.headers(first, last), tuple, "blockchain")
+
+    def blocks(self, first: int, last: int) -> list[BlockTxs]:
+        """SECURITY: `CometRpc.blocks` (both batches from one node) as ``rpc_quorum`` nodes
+        agree on it (`blocks_digest`)."""
+        return self.pool.agreed(lambda n: n.blocks(first, last), blocks_digest, "block")
+
+    def tx(self, txhash: str) -> dict[str, Any] | None:
+        return self.pool.read(lambda n: n.tx(txhash), "tx")
+
+    def tx_search(self, query: str, per_page: int = 10) -> list[bytes]:
+        return self.pool.read(lambda n: n.tx_search(query, per_page), "tx_search")
+
+    def account(self, address: str) -> tuple[int, int] | None:
+        return self._rest_client.account(address)
+
+    def balance(self, address: str, denom: str) -> int:
+        return self._rest_client.balance(address, denom)
+
+    def broadcast_tx_sync(self, raw: bytes) -> tuple[int, str, str]:
+        return self.pool.send(lambda n: n.broadcast_tx_sync(raw), "broadcast_tx_sync")

@@ -1,64 +1,40 @@
 """Several JSON-RPC endpoints of one EVM chain behind one client: failover for every call, and
 agreement of ``quorum`` endpoints for the reads that decide minting.
 
-Owns: the endpoint list of one chain, each endpoint's health (a cool-down after a transport
-fault) and chain-id check, the bounded retry of reads across endpoints, and the comparison of
-the endpoints' answers after normalisation. Must not interpret results beyond that
-normalisation (the adapter decodes and re-checks every answer), retry a broadcast, or log a
-URL's path or credentials (provider API keys live there): logs name ``host:port`` only.
+Owns: `MultiRpc`, the EVM face of the chain-neutral `adapters.multi_rpc.EndpointPool` (which
+owns each endpoint's health, the identity check, the retries and the comparison), with the
+EVM parts: the ``eth_chainId`` check and the normalisation of the endpoints' answers
+(`block_key`, `logs_key`). Must not interpret results beyond that normalisation (the adapter
+decodes and re-checks every answer), retry a broadcast, or log a URL's path or credentials
+(provider API keys live there): logs name ``host:port`` only.
 
-Policy:
+Policy (order of health, cool-down, sticky `WrongChain`, quorum, retries): see
+`adapters.multi_rpc`. On EVM:
 
-- *Order of health*: endpoints not cooling down, in configured order, then those cooling down,
-  by the end of their cool-down. An endpoint whose request raised `RpcUnavailable` (transport
-  fault, timeout, HTTP 5xx/429, rate limit; see `adapters.evm.rpc`) cools down for
-  ``cooldown_s``: it is only asked again before then when the healthy ones cannot serve.
-  A JSON-RPC error object is the node's answer, not a fault: it is raised, never failed over.
 - *Chain id*: an endpoint is asked ``eth_chainId`` (EIP-695) before its first other request.
-  `verify_all` asks every endpoint at start; one that is down then is checked at its first use.
-  SECURITY: a wrong id is `WrongChain` and sticky: every later call of this client raises it
-  too, since the configuration points at another chain (restart with a fixed config).
-- `read`: the first endpoint, in order of health, that answers. For reads that do not decide
-  minting (``eth_call`` views, receipts, fees, nonces).
-- `agreed` / `agreed_block`: SECURITY: ``quorum`` endpoints, in order of health, must each
-  answer and the normalised answers must be equal, else `RpcDisagreement` and nothing is
-  returned. Fewer than ``quorum`` answering is `RpcUnavailable`. For a moving tag (``latest``,
-  ``finalized``) the lowest of the quorum's blocks is the answer, and each other endpoint's
-  block at that height must have the same hash.
-- `send`: the first endpoint that accepts, each asked at most once, never retried (a timeout
-  may still have delivered it; re-sending the same bytes later is safe). One endpoint is
-  enough: the caller persisted the hash and follows the transaction with reads.
-- *Retries*: `read`, `agreed`, `agreed_block` and `verify_all` are retried on `RpcUnavailable`
-  only, bounded by attempts and by time; each attempt walks the endpoints again.
-  `RpcDisagreement` is not retried here: it leaves at once, and the job logs it and tries again
-  at its next interval.
+- A JSON-RPC error object is the node's answer, not a fault: it is raised, never failed over
+  (faults are what `adapters.evm.rpc` raises as `RpcUnavailable`).
+- `read`: for reads that do not decide minting (``eth_call`` views, receipts, fees, nonces).
+- `agreed` (logs, a block by number) and `agreed_block` (a moving tag, ``latest`` or
+  ``finalized``: the lowest of the quorum's blocks, whose hash each other endpoint must have
+  at that height): the reads that decide minting.
+- `send` (``eth_sendRawTransaction``): one endpoint is enough: the caller persisted the hash
+  and follows the transaction with reads.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential,
-)
-
-from adapters.errors import RpcDisagreement, RpcUnavailable, WrongChain
 from adapters.evm.errors import RpcError
+from adapters.multi_rpc import COOLDOWN_S, EndpointPool, host_of, redact
+
+__all__ = ["COOLDOWN_S", "MultiRpc", "Transport", "block_key", "logs_key", "redact"]
 
 log = logging.getLogger(__name__)
-
-COOLDOWN_S = 15.0  # seconds a failed endpoint goes to the back of the order
-T = TypeVar("T")
 
 
 class Transport(Protocol):
@@ -70,26 +46,6 @@ class Transport(Protocol):
         """One JSON-RPC request, once; the raw ``result``. Raises `RpcUnavailable` on a
         transport fault, other `ChainError`s for a JSON-RPC error object."""
         ...
-
-
-def redact(url: str) -> str:
-    """``scheme://host[:port]`` of `url`: no user info, path or query (API keys live there)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
-def _host(url: str) -> str:
-    return redact(url).split("://", 1)[-1]
-
-
-@dataclass
-class _Endpoint:
-    transport: Transport
-    index: int  # position in the configured order
-    host: str  # host[:port], the only part of the URL ever logged
-    verified: bool = False  # eth_chainId matched
-    cooling_until: float = 0.0  # clock time; 0 = healthy
 
 
 # ---------------------------------------------------------------------------- normalisation
@@ -149,7 +105,7 @@ def logs_key(logs: Any) -> tuple[Any, ...] | str:
 
 
 class MultiRpc:
-    """JSON-RPC client of one chain over one or more endpoints (policy: module docstring).
+    """JSON-RPC client of one EVM chain over one or more endpoints (policy: module docstring).
 
     Args:
         transports: the endpoints, in configured order (the first is preferred).
@@ -177,23 +133,17 @@ class MultiRpc:
         cooldown_s: float = COOLDOWN_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not transports or not 1 <= quorum <= len(transports):
-            raise ValueError("need at least one endpoint and 1 <= quorum <= endpoints")
-        if read_attempts < 1 or read_deadline_s <= 0 or cooldown_s < 0:
-            raise ValueError("read_attempts >= 1, read_deadline_s > 0, cooldown_s >= 0")
         self.chain, self.chain_id, self.quorum = chain, chain_id, quorum
-        self._endpoints = [_Endpoint(t, i, _host(t.url)) for i, t in enumerate(transports)]
-        self._read_attempts, self._read_deadline_s = read_attempts, read_deadline_s
-        self._cooldown_s, self._clock = cooldown_s, clock
-        self._lock = threading.Lock()
-        self._wrong: str | None = None  # message of the sticky WrongChain
+        self._pool: EndpointPool[Transport] = EndpointPool(
+            transports, chain=chain, identity=self._chain_id_of, expected=chain_id,
+            identity_label="eth_chainId", what="chain id", quorum=quorum,
+            read_attempts=read_attempts, read_deadline_s=read_deadline_s,
+            cooldown_s=cooldown_s, clock=clock, logger=log)
 
     @property
     def urls(self) -> tuple[str, ...]:
         """The endpoints' URLs, in configured order."""
-        return tuple(e.transport.url for e in self._endpoints)
-
-    # ------------------------------------------------------------------ public calls
+        return self._pool.urls
 
     def verify_all(self) -> None:
         """Ask every endpoint not yet verified for ``eth_chainId``; at least one must answer.
@@ -201,30 +151,11 @@ class MultiRpc:
 
         Raises:
             WrongChain: an endpoint serves another chain id (names its ``scheme://host:port``);
-                sticky, see the module docstring.
+                sticky, see `adapters.multi_rpc`.
             RpcUnavailable: no endpoint could be asked (after the retry policy).
             RpcError: an endpoint answered something that is not a hex quantity.
         """
-
-        def attempt() -> None:
-            self._check_wrong()
-            last: RpcUnavailable | None = None
-            for ep in self._endpoints:
-                if not ep.verified:
-                    try:
-                        self._verify(ep)
-                    except RpcUnavailable as exc:
-                        self._failed(ep, "eth_chainId", exc)
-                        last = exc
-            if not any(ep.verified for ep in self._endpoints):
-                assert last is not None
-                raise last
-            if last is not None:
-                log.warning(
-                    "rpc endpoint unchecked at start chain=%s: checked at first use", self.chain
-                )
-
-        self._retry("eth_chainId", attempt)
+        self._pool.verify_all()
 
     def read(self, method: str, params: list[Any]) -> Any:
         """The raw ``result`` of the first endpoint that answers (idempotent reads only).
@@ -234,12 +165,12 @@ class MultiRpc:
             WrongChain: an endpoint serves another chain id (sticky).
             RpcError, NonceTooLow: the node's JSON-RPC error object, unchanged.
         """
-        return self._retry(method, lambda: self._first(method, params))
+        return self._pool.read(lambda t: t.request(method, params), method)
 
     def send(self, method: str, params: list[Any]) -> Any:
         """Like `read` but never retried: each endpoint, in order of health, is asked at most
         once until one answers (for ``eth_sendRawTransaction``)."""
-        return self._first(method, params)
+        return self._pool.send(lambda t: t.request(method, params), method)
 
     def agreed(self, method: str, params: list[Any], key: Callable[[Any], object]) -> Any:
         """SECURITY: the raw ``result`` of `quorum` endpoints whose answers have equal `key`
@@ -250,16 +181,7 @@ class MultiRpc:
             RpcUnavailable: fewer than `quorum` endpoints answered (after the retry policy).
             WrongChain, RpcError: as for `read`.
         """
-
-        def attempt() -> Any:
-            answers = self._answers(method, params)
-            (first_ep, first), want = answers[0], key(answers[0][1])
-            for ep, answer in answers[1:]:
-                if key(answer) != want:
-                    self._disagree(method, first_ep, ep)
-            return first
-
-        return self._retry(method, attempt)
+        return self._pool.agreed(lambda t: t.request(method, params), key, method)
 
     def agreed_block(self, tag: str) -> Any:
         """SECURITY: the block (raw JSON, no transactions) at moving tag `tag` (``latest``,
@@ -273,162 +195,21 @@ class MultiRpc:
         """
         method = "eth_getBlockByNumber"
 
-        def attempt() -> Any:
-            answers = self._answers(method, [tag, False])
-            if self.quorum == 1:
-                return answers[0][1]
-            heads: list[tuple[int, _Endpoint, Any, tuple[int | str, str]]] = []
-            for ep, block in answers:
-                k = block_key(block)
-                if k is None or not isinstance(k[0], int):
-                    raise RpcError(
-                        f"{method}({tag}) from {ep.host} returned {block!r}", chain=self.chain
-                    )
-                heads.append((k[0], ep, block, k))
-            number, low_ep, low_block, low_key = min(heads, key=lambda h: h[0])
-            for height, ep, _block, k in heads:
-                if ep is low_ep:
-                    continue
-                at_low = (
-                    k
-                    if height == number
-                    else block_key(self._call(ep, method, [hex(number), False]))
-                )
-                if at_low != low_key:
-                    self._disagree(f"{method}({tag})", low_ep, ep)
-            return low_block
+        def parse(host: str, block: Any) -> tuple[int, object]:
+            k = block_key(block)
+            if k is None or not isinstance(k[0], int):
+                raise RpcError(f"{method}({tag}) from {host} returned {block!r}",
+                               chain=self.chain)
+            return k[0], k
 
-        return self._retry(method, attempt)
+        return self._pool.agreed_tip(
+            lambda t: t.request(method, [tag, False]), parse,
+            lambda t, number: block_key(t.request(method, [hex(number), False])), method)
 
-    # ------------------------------------------------------------------ endpoints
-
-    def _order(self) -> list[_Endpoint]:
-        now = self._clock()
-        with self._lock:
-            return sorted(
-                self._endpoints,
-                key=lambda e: (
-                    e.cooling_until > now,
-                    e.cooling_until if e.cooling_until > now else 0.0,
-                    e.index,
-                ),
-            )
-
-    def _check_wrong(self) -> None:
-        if self._wrong is not None:
-            raise WrongChain(self._wrong, chain=self.chain)
-
-    def _verify(self, ep: _Endpoint) -> None:
-        served = ep.transport.request("eth_chainId", [])
+    def _chain_id_of(self, transport: Transport) -> int:
+        served = transport.request("eth_chainId", [])
         try:
-            served_id = int(served, 16)
+            return int(served, 16)
         except (TypeError, ValueError) as exc:
-            raise RpcError(
-                f"eth_chainId from {ep.host} returned {served!r}", chain=self.chain
-            ) from exc
-        if served_id != self.chain_id:
-            message = (
-                f"{redact(ep.transport.url)} serves chain id {served_id}, "
-                f"configured {self.chain_id}"
-            )
-            with self._lock:
-                self._wrong = self._wrong or message
-            log.error(
-                "rpc endpoint refused chain=%s host=%s served_chain_id=%d",
-                self.chain,
-                ep.host,
-                served_id,
-            )
-            raise WrongChain(message, chain=self.chain)
-        ep.verified = True
-
-    def _call(self, ep: _Endpoint, method: str, params: list[Any]) -> Any:
-        """One request to `ep`, chain id checked first; a transport fault cools `ep` down."""
-        self._check_wrong()
-        try:
-            if not ep.verified:
-                self._verify(ep)
-            result = ep.transport.request(method, params)
-        except RpcUnavailable as exc:
-            self._failed(ep, method, exc)
-            raise
-        if ep.cooling_until:
-            with self._lock:
-                ep.cooling_until = 0.0
-            log.info("rpc endpoint answering again chain=%s host=%s", self.chain, ep.host)
-        return result
-
-    def _failed(self, ep: _Endpoint, method: str, exc: RpcUnavailable) -> None:
-        with self._lock:
-            ep.cooling_until = self._clock() + self._cooldown_s
-        log.warning(
-            "rpc endpoint failed, failing over chain=%s host=%s method=%s cooldown_s=%.0f: %s",
-            self.chain,
-            ep.host,
-            method,
-            self._cooldown_s,
-            exc,
-        )
-
-    def _first(self, method: str, params: list[Any]) -> Any:
-        last: RpcUnavailable | None = None
-        for ep in self._order():
-            try:
-                return self._call(ep, method, params)
-            except RpcUnavailable as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def _answers(self, method: str, params: list[Any]) -> list[tuple[_Endpoint, Any]]:
-        """(endpoint, answer) of the first `quorum` endpoints, in order of health, that answer.
-
-        Raises:
-            RpcUnavailable: fewer answered (chained from the last fault).
-        """
-        answers: list[tuple[_Endpoint, Any]] = []
-        last: RpcUnavailable | None = None
-        for ep in self._order():
-            if len(answers) == self.quorum:
-                break
-            try:
-                answers.append((ep, self._call(ep, method, params)))
-            except RpcUnavailable as exc:
-                last = exc
-        if len(answers) < self.quorum:
-            if self.quorum == 1 and last is not None:
-                raise last
-            raise RpcUnavailable(
-                f"{method}: {len(answers)} of rpc_quorum {self.quorum} endpoints answered; "
-                f"last fault: {last}",
-                chain=self.chain,
-            ) from last
-        return answers
-
-    def _disagree(self, what: str, a: _Endpoint, b: _Endpoint) -> None:
-        log.warning(
-            "rpc endpoints disagree, not acting chain=%s method=%s hosts=%s,%s",
-            self.chain,
-            what,
-            a.host,
-            b.host,
-        )
-        raise RpcDisagreement(
-            f"{what}: {a.host} and {b.host} answered differently", chain=self.chain
-        )
-
-    def _retry(self, method: str, fn: Callable[[], T]) -> T:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RpcUnavailable),
-            stop=stop_after_attempt(self._read_attempts) | stop_before_delay(self._read_deadline_s),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            reraise=True,
-            before_sleep=lambda state: log.warning(
-                "rpc read retry chain=%s method=%s attempt=%d error=%s",
-                self.chain,
-                method,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else None,
-            ),
-        )
-        return retrying(fn)
+            raise RpcError(f"eth_chainId from {host_of(transport.url)} returned {served!r}",
+                           chain=self.chain) from exc

@@ -138,13 +138,16 @@ def relayer_run(config: ConfigOpt = None) -> None:
 
 
 @api_app.command("serve")
-def api_serve(config: ConfigOpt = None) -> None:
+def api_serve(config: ConfigOpt = None,
+              workers: Annotated[int, typer.Option(min=1, max=64,
+                                                   help="uvicorn worker processes.")] = 1,
+              ) -> None:
     """Serve the user and operator API (transfers, chains, validators, ledger, operator) on
     api.host:api.port, without the relayer's jobs. OpenAPI at /docs."""
     from relayer.cli.wiring import serve_api
 
     _setup_logging()
-    serve_api(_load(config))
+    serve_api(_load(config), config, workers)
 
 
 @validator_app.command("run")

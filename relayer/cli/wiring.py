@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -297,13 +299,38 @@ def build_api_context(cfg: FerryConfig) -> Any:
                       swaps=build_swap_runtime(cfg), clock=clock)
 
 
-def serve_api(cfg: FerryConfig) -> None:
+def serve_api(cfg: FerryConfig, config_path: Path | None = None, workers: int = 1) -> None:
     """Serve the API (`api.app.create_api_app`) on ``[api] host:port`` without the relayer's
-    jobs, until SIGINT/SIGTERM."""
+    jobs, until SIGINT/SIGTERM.
+
+    Args:
+        cfg: the validated config (read from `config_path`).
+        workers: uvicorn worker processes (> 1 needs `config_path`: each worker re-reads it).
+            Rate limits are kept per process, so each worker allows the configured rate.
+    """
     import uvicorn
 
     from api.app import create_api_app
 
-    ctx = build_api_context(cfg)
-    log.info("api serving network=%s host=%s port=%d", cfg.network, cfg.api.host, cfg.api.port)
-    uvicorn.run(create_api_app(ctx), host=cfg.api.host, port=cfg.api.port, log_level="warning")
+    log.info("api serving network=%s host=%s port=%d workers=%d", cfg.network, cfg.api.host,
+             cfg.api.port, workers)
+    if workers > 1:
+        if config_path is None:
+            raise ConfigError("--workers above 1 needs --config (each worker reads it)")
+        os.environ[API_CONFIG_ENV] = str(Path(config_path).resolve())
+        uvicorn.run("relayer.cli.wiring:api_app_from_env", factory=True, workers=workers,
+                    host=cfg.api.host, port=cfg.api.port, log_level="warning")
+        return
+    uvicorn.run(create_api_app(build_api_context(cfg)), host=cfg.api.host, port=cfg.api.port,
+                log_level="warning")
+
+
+API_CONFIG_ENV = "FERRY_API_CONFIG_FILE"  # the config path a uvicorn API worker reads
+
+
+def api_app_from_env() -> Any:
+    """The API app of one uvicorn worker (`serve_api` with workers > 1)."""
+    from api.app import create_api_app
+    from relayer.config import load_config
+
+    return create_api_app(build_api_context(load_config(Path(os.environ[API_CONFIG_ENV]))))
