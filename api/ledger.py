@@ -51,7 +51,6 @@ from adapters.errors import (
     UnknownTransfer,
     ValidationError,
 )
-from api.ledger_risk import risk_router
 from htlc.errors import (
     BadPreimage,
     HtlcAlreadySettled,
@@ -546,9 +545,10 @@ def create_ledger_app(ledger: Ledger) -> FastAPI:
     app = FastAPI(title="Ferry ledger", version="1")
     app.state.ledger = ledger
     app.include_router(router)
-    app.include_router(risk_router)
-    from api.ledger_history import router as history_router  # imports this module
+    from api.ledger_history import router as history_router  # both import this module
+    from api.ledger_risk import risk_router
 
+    app.include_router(risk_router)
     app.include_router(history_router)
     install_error_handlers(app)
     return app

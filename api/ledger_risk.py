@@ -23,7 +23,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from ledger.service import Ledger
+from api.ledger import ErrorOut, LedgerDep, get_ledger
 
 
 class _In(BaseModel):
@@ -85,20 +85,6 @@ class RouteOut(BaseModel):
     changed: bool
 
 
-class _ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class _ErrorOut(BaseModel):
-    error: _ErrorBody
-
-
-def _ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
-
-
 def _operator(request: Request,
               authorization: Annotated[str | None, Header()] = None) -> None:
     """Dependency: the caller holds the operator token (else `Unauthorized`, 401)."""
@@ -107,12 +93,11 @@ def _operator(request: Request,
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             token = value.strip()
-    _ledger(request).authorize_operator(token)
+    get_ledger(request).authorize_operator(token)
 
 
-LedgerDep = Annotated[Ledger, Depends(_ledger)]
 risk_router = APIRouter(prefix="/v1/ledger/risk",
-                        responses={400: {"model": _ErrorOut}, 401: {"model": _ErrorOut}})
+                        responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}})
 OPERATOR = [Depends(_operator)]
 
 
