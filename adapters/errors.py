@@ -30,6 +30,9 @@ Owns: the error classes only. Must not import anything from Ferry.
     ├── IllegalTransition                  a state machine refused a move
     ├── ConfigError                        bad or missing configuration
     ├── KeystoreError                      wrong passphrase, corrupt key file
+    ├── SignerError                        the external signer process failed a request
+    │   ├── SignerUnavailable              no answer on its socket (retryable: reconnect)
+    │   └── SignerRefused                  it answered with an error, or a bad signature
     ├── Unsupported                        an optional adapter capability is absent
     ├── Unauthorized                       no, unknown or revoked API key (HTTP 401)
     └── Forbidden                          an API key without the needed scope (HTTP 403)
@@ -132,6 +135,26 @@ class ConfigError(BridgeError):
 
 class KeystoreError(BridgeError):
     code = "keystore_error"
+
+
+class SignerError(BridgeError):
+    """The external signer (`validators.socket_signer`) did not sign. Nothing was signed."""
+
+    code = "signer_error"
+
+
+class SignerUnavailable(SignerError):
+    """The signer socket is missing, refused the connection, timed out or hung up; worth
+    retrying (the client reconnects on the next request)."""
+
+    code = "signer_unavailable"
+
+
+class SignerRefused(SignerError):
+    """The signer answered with an error (unknown operation, malformed request), or with a
+    signature that does not verify under its public key, or changed identity. Not retryable."""
+
+    code = "signer_refused"
 
 
 class Unsupported(BridgeError):

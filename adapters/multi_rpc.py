@@ -33,6 +33,9 @@ Policy:
   of the quorum's tips is the answer, and each other endpoint's key at that height must match.
 - `send`: the first endpoint that accepts, each asked at most once, never retried (a timeout
   may still have delivered it; re-sending the same bytes later is safe).
+- *Health for metrics*: every pool alive in the process is listed by `live_pools`; its
+  `health` is a snapshot per endpoint (``host:port``, up, circuit open = cooling down, faults
+  counted). Exporters (`adapters.rpc_health`) read it at scrape time; nothing here imports them.
 - *Retries*: `read`, `agreed`, `agreed_tip` and `verify_all` are retried on `RpcUnavailable`
   only, bounded by attempts and by time; each attempt walks the endpoints again.
   `RpcDisagreement` is not retried here: it leaves at once, and the job logs it and tries again
@@ -44,6 +47,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -125,6 +129,36 @@ class Endpoint(Generic[C]):
     host: str  # host[:port], the only part of the URL ever logged
     verified: bool = False  # identity matched
     cooling_until: float = 0.0  # clock time; 0 = healthy
+    faults: int = 0  # transport faults since start (each one opened the circuit)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """One endpoint as `EndpointPool.health` saw it.
+
+    Attributes:
+        chain: CAIP-2 id of the pool.
+        host: ``host[:port]`` (never a path or credentials).
+        up: not cooling down and the pool has not found a wrong chain.
+        circuit_open: cooling down after a transport fault (asked only when no other answers).
+        faults: transport faults since the pool was made.
+    """
+
+    chain: str
+    host: str
+    up: bool
+    circuit_open: bool
+    faults: int
+
+
+_LIVE: weakref.WeakSet[EndpointPool[Any]] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_pools() -> list[EndpointPool[Any]]:
+    """Every `EndpointPool` still referenced in this process (for metrics exporters)."""
+    with _LIVE_LOCK:
+        return list(_LIVE)
 
 
 class EndpointPool(Generic[C]):
@@ -177,6 +211,8 @@ class EndpointPool(Generic[C]):
         self._cooldown_s, self._clock, self._log = cooldown_s, clock, logger
         self._lock = threading.Lock()
         self._wrong: str | None = None  # message of the sticky WrongChain
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -187,6 +223,14 @@ class EndpointPool(Generic[C]):
     def clients(self) -> tuple[C, ...]:
         """The endpoints' clients, in configured order."""
         return tuple(e.client for e in self._endpoints)
+
+    def health(self) -> list[EndpointHealth]:
+        """A snapshot of every endpoint, in configured order (no call is made)."""
+        now = self._clock()
+        with self._lock:
+            return [EndpointHealth(self.chain, e.host, self._wrong is None and
+                                   e.cooling_until <= now, e.cooling_until > now, e.faults)
+                    for e in self._endpoints]
 
     # ------------------------------------------------------------------ public calls
 
@@ -347,6 +391,7 @@ class EndpointPool(Generic[C]):
     def _failed(self, ep: Endpoint[C], label: str, exc: RpcUnavailable) -> None:
         with self._lock:
             ep.cooling_until = self._clock() + self._cooldown_s
+            ep.faults += 1
         self._log.warning(
             "rpc endpoint failed, failing over chain=%s host=%s method=%s cooldown_s=%.0f: %s",
             self.chain, ep.host, label, self._cooldown_s, exc,

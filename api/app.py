@@ -5,10 +5,12 @@ Owns: `ApiContext` (what the routers share) and `create_api_app` (which routers 
 are mounted, in which order). Must not hold route logic: each router lives in its own module.
 
 Mounted: transfers (`api.transfers`), chains and validators (`api.network`), the attestation
-inbox, custody views and health (`api.relayer`), swaps (`api.swaps`, when configured), the
-ledger proxy (`api.ledger_proxy`) and operator routes (`api.operator`) when those modules exist
-and a ledger client is given; then idempotency keys on every POST (`api.idempotency`) and,
-outermost, per-IP and per-key rate limits (`api.ratelimit`). Errors are
+inbox and custody views (`api.relayer`), the status page (`api.status_page`),
+swaps (`api.swaps`, when configured), the ledger proxy (`api.ledger_proxy`) and operator
+routes (`api.operator`) when those modules exist and a ledger client is given; then
+idempotency keys on every POST (`api.idempotency`) and, per-IP and per-key rate limits
+(`api.ratelimit`); outermost, request metrics, with ``/metrics``, ``/healthz`` and
+``/readyz`` (`api.observability`). Errors are
 ``{"error": {"code", "message"}}`` (`api.ledger.install_error_handlers`). OpenAPI at ``/docs``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +56,8 @@ class ApiContext:
     inbox: AttestationInbox
     swaps: Any = None
     clock: Clock = field(default_factory=SystemClock)
+    # More ``/readyz`` checks (name -> callable raising when unusable), e.g. the relayer's.
+    ready_checks: dict[str, Callable[[], object]] = field(default_factory=dict)
     _status: Any = field(default=None, init=False, repr=False)
     _status_at: float = field(default=float("-inf"), init=False, repr=False)
     _status_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -103,6 +108,7 @@ def create_api_app(ctx: ApiContext, *, rate_limits: bool = True) -> FastAPI:
     from api.ledger import install_error_handlers
     from api.network import network_router
     from api.relayer import relayer_router
+    from api.status_page import status_router
     from api.transfers import transfers_router
 
     app = FastAPI(title="Ferry API", version="1", description=(
@@ -114,6 +120,7 @@ def create_api_app(ctx: ApiContext, *, rate_limits: bool = True) -> FastAPI:
     app.include_router(transfers_router(ctx))
     app.include_router(network_router(ctx))
     app.include_router(relayer_router(ctx.store, ctx.inbox))
+    app.include_router(status_router())  # GET /status: the user's status page
     if ctx.swaps is not None:
         from api.swaps import swaps_router
 
@@ -131,4 +138,26 @@ def create_api_app(ctx: ApiContext, *, rate_limits: bool = True) -> FastAPI:
         from api.ratelimit import install_rate_limits
 
         install_rate_limits(app, ctx.cfg.api)  # outermost: a refused call costs nothing else
+    from api.observability import install_observability
+
+    # GET /metrics, /healthz, /readyz; request metrics outside the rate limits (429s count).
+    install_observability(app, "api", {**api_ready_checks(ctx), **ctx.ready_checks})
     return app
+
+
+def api_ready_checks(ctx: ApiContext) -> dict[str, Callable[[], object]]:
+    """``/readyz`` of the API: the relayer database answers a query and the ledger its status
+    (through the inbox's cache when the app has no ledger client)."""
+    from sqlalchemy import text
+
+    def database() -> None:
+        with ctx.store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def ledger() -> None:
+        if ctx.ledger is not None:
+            ctx.ledger.status()
+        else:
+            ctx.inbox.ledger_status.get()
+
+    return {"database": database, "ledger": ledger}

@@ -51,6 +51,7 @@ from adapters.errors import (
     UnknownTransfer,
     ValidationError,
 )
+from api.ledger_metrics import install_ledger_observability, observe_mints, observe_transaction
 from htlc.errors import (
     BadPreimage,
     HtlcAlreadySettled,
@@ -296,7 +297,7 @@ def get_status(ledger: LedgerDep) -> StatusOut:
 
 
 @router.post("/mints", response_model=MintsOut)
-def post_mints(body: MintsIn, ledger: LedgerDep) -> MintsOut:
+def post_mints(body: MintsIn, ledger: LedgerDep, request: Request) -> MintsOut:
     """Mint each lock event that carries a quorum certificate; one result per item, in order.
     An item that does not parse is ``rejected`` with its error code; the others still apply."""
     parsed: list[MintRequest | MintResult] = []
@@ -311,13 +312,16 @@ def post_mints(body: MintsIn, ledger: LedgerDep) -> MintsOut:
     requests = [p for p in parsed if isinstance(p, MintRequest)]
     minted = iter(ledger.mint_batch(requests))
     results = [next(minted) if isinstance(p, MintRequest) else p for p in parsed]
+    observe_mints(request, results)
     return MintsOut(results=[MintResultOut.model_validate(r.to_json()) for r in results])
 
 
 @router.post("/transactions", response_model=TxOut)
-def post_transaction(body: TxIn, ledger: LedgerDep) -> TxOut:
+def post_transaction(body: TxIn, ledger: LedgerDep, request: Request) -> TxOut:
     """Apply a user-signed burn, transfer or htlc_lock (Ferry tx v1, `ledger.transactions`)."""
-    receipt = ledger.submit_transaction(SignedTx.from_json(body.model_dump()))
+    signed = SignedTx.from_json(body.model_dump())
+    receipt = ledger.submit_transaction(signed)
+    observe_transaction(request, str(signed.body.get("kind")))
     return TxOut.model_validate(receipt.to_json())
 
 
@@ -551,4 +555,5 @@ def create_ledger_app(ledger: Ledger) -> FastAPI:
     app.include_router(risk_router)
     app.include_router(history_router)
     install_error_handlers(app)
+    install_ledger_observability(app, ledger)  # GET /metrics, /healthz, /readyz
     return app

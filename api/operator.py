@@ -240,8 +240,8 @@ def _anchor(ctx: Any, chain: str, height: int) -> BlockRef:
     return BlockRef(row.number, row.hash)
 
 
-def _ledger_step(ctx: Any, applies: bool,
-                 call: Callable[[str], bool]) -> tuple[LedgerStep, str | None]:
+def _ledger_step(ctx: Any, applies: bool, call: Callable[[str], bool],
+                 transfer_id: int | None = None) -> tuple[LedgerStep, str | None]:
     if not applies:
         return LedgerStep(status="not_applicable"), None
     token = ctx.cfg.api.ledger_operator_token
@@ -250,7 +250,8 @@ def _ledger_step(ctx: Any, applies: bool,
     try:
         return LedgerStep(status="done", changed=call(token.get_secret_value())), None
     except BridgeError as exc:
-        log.error("ledger operator call failed code=%s: %s", exc.code, exc)
+        log.error("ledger operator call failed code=%s: %s", exc.code, exc,
+                  extra=None if transfer_id is None else {"transfer_id": transfer_id})
         return LedgerStep(status="failed", detail=f"{exc.code}: {exc}"), LEDGER_FAILED_WARNING
 
 
@@ -271,9 +272,11 @@ def _transfer(ctx: Any, ref: str) -> Any:
     return row
 
 
-def _audit(key: ApiKey, action: str, target: str, changed: bool) -> None:
+def _audit(key: ApiKey, action: str, target: str, changed: bool,
+           transfer_id: int | None = None) -> None:
     audit.info("operator action key_id=%d key_name=%s action=%s target=%s changed=%s",
-               key.id, key.name, action, target, changed)
+               key.id, key.name, action, target, changed,
+               extra=None if transfer_id is None else {"transfer_id": transfer_id})
 
 
 def operator_router(ctx: Any) -> APIRouter:
@@ -336,7 +339,7 @@ def operator_router(ctx: Any) -> APIRouter:
 
         row = _transfer(ctx, ref)
         changed = RouteStore(ctx.store).retry(row.id, by=key.name)
-        _audit(key, "transfer.retry", str(row.id), changed)
+        _audit(key, "transfer.retry", str(row.id), changed, transfer_id=row.id)
         after = ctx.store.get_by_id(row.id)
         return TransferActionOut(transfer_id=row.id, event_key=row.event_key, action="retry",
                                  changed=changed, status=after.status,
@@ -350,8 +353,9 @@ def operator_router(ctx: Any) -> APIRouter:
         changed = RouteStore(ctx.store).release(row.id, by=key.name)
         # Burns too: the ledger publishes every operator release, and validators honour it.
         step, warning = _ledger_step(ctx, True,
-                                     lambda token: ctx.ledger.release_mint(row.event_key, token))
-        _audit(key, "transfer.release", str(row.id), changed)
+                                     lambda token: ctx.ledger.release_mint(row.event_key, token),
+                                     transfer_id=row.id)
+        _audit(key, "transfer.release", str(row.id), changed, transfer_id=row.id)
         after = ctx.store.get_by_id(row.id)
         return TransferActionOut(transfer_id=row.id, event_key=row.event_key, action="release",
                                  changed=changed, status=after.status, ledger=step,

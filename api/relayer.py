@@ -1,5 +1,5 @@
 """The relayer's HTTP surface for validators: the attestation inbox they deliver to, the custody
-spends waiting for their signatures, the coins backing the supply, and health. Thin: parsing
+spends waiting for their signatures and the coins backing the supply. Thin: parsing
 and shaping only; the work is in `relayer.inbox` and `relayer.store`. Transfer lookups are
 `api.transfers`; the whole app is assembled by `api.app.create_api_app`.
 """
@@ -65,11 +65,7 @@ def relayer_router(store: Store, inbox: AttestationInbox) -> APIRouter:
                            "account": None if c.account is None else "0x" + c.account.hex()}
                           for c in coins.coins(chain, BACKING)]}
 
-    @router.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return router
+    return router  # /healthz, /readyz, /metrics: api.observability (create_api_app)
 
 
 def create_relayer_app(store: Store, inbox: AttestationInbox, swaps: Any = None,

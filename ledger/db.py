@@ -20,13 +20,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from adapters.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATE_LOCK_KEY = 0x6665727279_02  # pg advisory lock id of ledger migrations ("ferry", 2)
 VERSION_TABLE = "ledger_alembic_version"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "ferry_write"
@@ -118,6 +119,8 @@ def migrate_engine(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # concurrent starts migrate one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -42,6 +42,12 @@ class RelayerSection(BaseModel):
         batch_size: transfers per job run and per ledger call.
         submitter_keystore: encrypted keystore (`ferry keys new`) whose EVM key pays release gas.
         submitter_passphrase: its passphrase (set via ``FERRY_RELAYER__SUBMITTER_PASSPHRASE``).
+        replica_id: this replica's name when several relayers share one (PostgreSQL) database;
+            default ``<hostname>-<pid>``. Must differ between replicas.
+        lease_ttl_s: a singleton job's lease (`relayer.leases`) lapses this long after its
+            holder stopped renewing it: how fast a dead replica's jobs move to another.
+        claim_ttl_s: a claimed page of mints (`Engine.mint`) is free again this long after the
+            claim; must exceed the longest ledger mint call.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +61,9 @@ class RelayerSection(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=5000)
     submitter_keystore: Path | None = None
     submitter_passphrase: SecretStr | None = None
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    lease_ttl_s: float = Field(default=15.0, gt=0, le=3600)
+    claim_ttl_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class MemberConfig(BaseModel):

@@ -117,7 +117,7 @@ class CustodyReleases:
             except ValidationError as exc:
                 if exc.code == "insufficient_funds":
                     log.warning("release waits for coins transfer_id=%s chain=%s amount=%s: %s",
-                                r.id, chain, r.amount, exc)
+                                r.id, chain, r.amount, exc, extra={"transfer_id": r.id})
                     continue
                 self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
                 continue
@@ -125,7 +125,7 @@ class CustodyReleases:
             reserve = partial(_call, reserve_on, plan, r.id, now)
             self.store.advance([], also=reserve if rp is None else rp.usage(r, reserve))
             log.info("release planned transfer_id=%s chain=%s tx=%s fee=%d inputs=%d", r.id,
-                     chain, plan.txid, plan.fee, len(plan.coins))
+                     chain, plan.txid, plan.fee, len(plan.coins), extra={"transfer_id": r.id})
 
     def _consolidate(self, chain: str) -> None:
         """Merge the smallest coins into one when the vault holds too many. The miner fee comes
@@ -187,18 +187,18 @@ class CustodyReleases:
         try:
             a.broadcast(PreparedTx(plan.txid, raw, 0))
             log.info("custody spend broadcast transfer_id=%s chain=%s tx=%s fee=%d", row.transfer_id,
-                     plan.chain, plan.txid, plan.fee)
+                     plan.chain, plan.txid, plan.fee, extra={"transfer_id": row.transfer_id})
         except RetryableChainError as exc:
             if _is_fee_too_low(exc):
                 log.warning("fee too low, bumping transfer_id=%s tx=%s: %s", row.transfer_id,
-                            plan.txid, exc)
+                            plan.txid, exc, extra={"transfer_id": row.transfer_id})
                 self._bump(row, plan)
             else:
                 log.warning("broadcast failed transfer_id=%s tx=%s: %s", row.transfer_id,
-                            plan.txid, exc)
+                            plan.txid, exc, extra={"transfer_id": row.transfer_id})
         except BridgeError as exc:
             log.error("broadcast refused transfer_id=%s tx=%s: %s", row.transfer_id, plan.txid,
-                      exc)
+                      exc, extra={"transfer_id": row.transfer_id})
 
     def _bump(self, row: Any, plan: ReleasePlan) -> None:
         a = self.chains[plan.chain]
@@ -206,12 +206,13 @@ class CustodyReleases:
         rate = max(a.fee_rate(), -(-plan.fee_rate * BUMP_FACTOR_NUM // BUMP_FACTOR_DEN))
         if plan.fee_rate >= cap:
             log.error("fee bump at the cap transfer_id=%s tx=%s rate=%d", row.transfer_id,
-                      plan.txid, plan.fee_rate)
+                      plan.txid, plan.fee_rate, extra={"transfer_id": row.transfer_id})
             return
         try:
             bumped = a.bump_release(plan, min(rate, cap))
         except ValidationError as exc:
-            log.error("cannot bump transfer_id=%s tx=%s: %s", row.transfer_id, plan.txid, exc)
+            log.error("cannot bump transfer_id=%s tx=%s: %s", row.transfer_id, plan.txid, exc,
+                      extra={"transfer_id": row.transfer_id})
             return
         now = self.store.clock.now()
         changes = []
@@ -222,7 +223,7 @@ class CustodyReleases:
         self.store.advance(changes, also=partial(_call, bump_on, row.id, bumped,
                                                  row.transfer_id, now))
         log.info("fee bumped transfer_id=%s old=%s new=%s rate=%d", row.transfer_id, plan.txid,
-                 bumped.txid, bumped.fee_rate)
+                 bumped.txid, bumped.fee_rate, extra={"transfer_id": row.transfer_id})
 
     # ------------------------------------------------------------------ follow
     def _follow(self, chain: str, head_number: int) -> int:
@@ -259,9 +260,10 @@ class CustodyReleases:
         try:
             self.store.advance(changes, also=partial(_call, final_on, plan, now))
         except IllegalTransition as exc:
-            log.warning("finalize raced transfer_id=%s: %s", row.transfer_id, exc)
+            log.warning("finalize raced transfer_id=%s: %s", row.transfer_id, exc,
+                        extra={"transfer_id": row.transfer_id})
             return 0
         self.metrics.executed.labels(plan.chain).inc()
         log.info("custody spend final transfer_id=%s chain=%s tx=%s", row.transfer_id,
-                 plan.chain, plan.txid)
+                 plan.chain, plan.txid, extra={"transfer_id": row.transfer_id})
         return 1 if changes else 0

@@ -38,6 +38,7 @@ from adapters.errors import (
 from adapters.reorg import fork_point
 from relayer.custody import CustodyReleases
 from relayer.escrow import EscrowReleases
+from relayer.gauges import current_members, refresh_db_gauges
 from relayer.heads import record_head
 from relayer.inbox import TtlCache
 from relayer.machine import Action, Legs, TransferKind, TransferStatus, next_action
@@ -88,6 +89,8 @@ class Engine:
         risk: the ``[risk]`` config the relayer enforces before it mints or commits a release
             (`relayer.risk_gate`; None: no limits or delays, route pauses still hold).
         accountant: a `relayer.accountant.Accountant` for the pre-mint solvency check, or None.
+        replica_id: this replica's name in mint claims (``[relayer] replica_id``).
+        claim_ttl_s: how long a claimed page of mints stays this replica's if it dies.
     """
 
     def __init__(
@@ -105,6 +108,8 @@ class Engine:
         htlc_mints: Any = None,
         risk: RiskSection | None = None,
         accountant: Any = None,
+        replica_id: str = "relayer",
+        claim_ttl_s: float = 30.0,
     ) -> None:
         self.store, self.chains, self.ledger, self.network = store, chains, ledger, network
         self.mint_request = mint_request
@@ -121,6 +126,7 @@ class Engine:
         self.htlc_mints = htlc_mints  # HTLC-driven mints: sweeps and expiries (relayer.htlc_mint)
         self.risk = RiskGate(store, risk, self.clock)
         self.accountant = accountant
+        self.replica_id, self.claim_ttl_s = replica_id, claim_ttl_s
         for releases in (custody, escrow):  # their release plans pass the same gate
             if releases is not None and getattr(releases, "risk", None) is None:
                 releases.risk = self.risk
@@ -269,18 +275,27 @@ class Engine:
         """Collect quorums for confirmed locks and submit attested ones to the ledger, page by
         page while pages come back full (at most `MAX_PAGES` per run).
 
+        Replicas share this job: each page is claimed first (`Store.claim_mint_page`, ``FOR
+        UPDATE SKIP LOCKED`` on PostgreSQL), so concurrent replicas work on disjoint pages; a
+        claim lapses `claim_ttl_s` after a replica died holding it. The claim only spreads the
+        work: a mint is keyed on the ledger by the lock's event id and the status move is a
+        compare-and-set, so a lapsed claim taken over by another replica cannot mint twice.
+
         Returns the number of transfers executed (minted now or found already minted).
         """
         done, after = 0, 0
         vset: ValidatorSet = self.ledger_status.get().validator_set
         rp = self.risk.begin()  # FIFO per route holds across pages
         for _ in range(MAX_PAGES):
-            rows = self.store.transfers_with_attestations(
-                (S.CONFIRMED, S.ATTESTED), TransferKind.LOCK, "lock", vset.epoch,
-                vset.threshold, after_id=after, limit=self.batch_size)
+            rows = self.store.claim_mint_page(
+                self.replica_id, self.claim_ttl_s, vset.epoch, vset.threshold, after_id=after,
+                limit=self.batch_size)
             if not rows:
                 break
-            done += self._mint_page(rows, vset, rp)
+            try:
+                done += self._mint_page(rows, vset, rp)
+            finally:
+                self.store.release_claims(self.replica_id, [r.id for r in rows])
             if len(rows) < self.batch_size:
                 break
             after = rows[-1].id
@@ -337,6 +352,8 @@ class Engine:
             if res.status in ("minted", "duplicate"):
                 done.append(Change(r.id, S.EXECUTED, f"{res.status} on the ledger",
                                    {"ledger_seq": res.seq}))
+                log.info("mint %s transfer_id=%s event=%s ledger_seq=%s", res.status, r.id,
+                         r.event_key, res.seq, extra={"transfer_id": r.id})
                 self.metrics.executed.labels(LEDGER).inc()
             elif res.status == "deferred":  # the ledger's own risk rules: wait, never hold
                 deferred.append((r, res))
@@ -435,9 +452,10 @@ class Engine:
         try:
             a.broadcast(prepared)
             log.info("release broadcast transfer_id=%s chain=%s tx=%s", r.id, a.chain,
-                     prepared.tx_hash)
+                     prepared.tx_hash, extra={"transfer_id": r.id})
         except RetryableChainError as exc:
-            log.warning("broadcast failed transfer_id=%s tx=%s: %s", r.id, prepared.tx_hash, exc)
+            log.warning("broadcast failed transfer_id=%s tx=%s: %s", r.id, prepared.tx_hash, exc,
+                        extra={"transfer_id": r.id})
 
     def _follow(self, r: Any, a: ChainAdapter) -> int:
         burn_id = parse_hex(r.event_key, 32)
@@ -457,7 +475,8 @@ class Engine:
                     # The nonce went to another transaction and ours never landed: re-sign.
                     self.store.advance([Change(r.id, S.ATTESTED, "nonce reused; re-signing")])
                 except BridgeError as exc:
-                    log.warning("rebroadcast failed transfer_id=%s: %s", r.id, exc)
+                    log.warning("rebroadcast failed transfer_id=%s: %s", r.id, exc,
+                                extra={"transfer_id": r.id})
             case Action.RESUBMIT:
                 self.store.advance([Change(r.id, S.HELD, f"release {r.dest_tx_hash} reverted")])
             case Action.HOLD:
@@ -479,8 +498,8 @@ class Engine:
             self._release_any(chain)
 
     def refresh_gauges(self) -> None:
-        for state, n in self.store.counts_by_status().items():
-            self.metrics.transfers.labels(state).set(n)
+        """The ``gauges`` job: the database-derived gauges (`relayer.gauges`)."""
+        refresh_db_gauges(self.store, self.metrics, self.clock.now(), current_members(self))
 
 
 def _event_of(r: Any) -> LockEvent:

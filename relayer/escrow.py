@@ -122,7 +122,7 @@ class EscrowReleases:
         insert_plan = partial(_call, _insert_plan, plan, r.id, now)
         self.store.advance([], also=insert_plan if rp is None else rp.usage(r, insert_plan))
         log.info("escrow release planned transfer_id=%s chain=%s sequence=%d plan=%s", r.id,
-                 chain, plan.version, plan.txid)
+                 chain, plan.version, plan.txid, extra={"transfer_id": r.id})
 
     def _plan_refund(self, chain: str) -> None:
         """Pay back one deposit reported for a bad memo (once: the transfer ends refunded)."""
@@ -137,12 +137,13 @@ class EscrowReleases:
             plan = a.plan_refund(f"{r.src_tx_hash}/{r.log_index}")
         except ValidationError as exc:
             self._unrefundable.add(r.id)
-            log.warning("deposit not refundable transfer_id=%s: %s", r.id, exc)
+            log.warning("deposit not refundable transfer_id=%s: %s", r.id, exc,
+                        extra={"transfer_id": r.id})
             return
         now = self.store.clock.now()
         self.store.advance([], also=partial(_call, _insert_plan, plan, r.id, now))
         log.info("refund planned transfer_id=%s chain=%s to=%s amount=%d", r.id, chain,
-                 plan.dest_address, plan.amount)
+                 plan.dest_address, plan.amount, extra={"transfer_id": r.id})
 
     # ------------------------------------------------------------------ signatures -> bytes
     def _signatures(self, plan: ReleasePlan) -> dict[str, list[bytes]]:
@@ -180,13 +181,13 @@ class EscrowReleases:
         try:
             a.broadcast(prepared)
             log.info("escrow release broadcast transfer_id=%s chain=%s tx=%s", transfer_id,
-                     a.chain, prepared.tx_hash)
+                     a.chain, prepared.tx_hash, extra={"transfer_id": transfer_id})
         except RetryableChainError as exc:
             log.warning("broadcast failed transfer_id=%s tx=%s: %s", transfer_id,
-                        prepared.tx_hash, exc)
+                        prepared.tx_hash, exc, extra={"transfer_id": transfer_id})
         except ChainError as exc:  # SequenceMismatch or a refusal: settled by `_follow`
             log.warning("broadcast refused transfer_id=%s tx=%s: %s", transfer_id,
-                        prepared.tx_hash, exc)
+                        prepared.tx_hash, exc, extra={"transfer_id": transfer_id})
 
     # ------------------------------------------------------------------ follow
     def _follow(self, chain: str) -> int:
@@ -241,12 +242,13 @@ class EscrowReleases:
                 back = [Change(transfer.id, S.CONFIRMED, "sequence consumed; re-planning")]
             self.store.advance(back, also=partial(_call, _set_status, row.id, ABANDONED, now))
             log.warning("escrow sequence moved transfer_id=%s plan=%s: re-planning",
-                        transfer.id, plan.txid)
+                        transfer.id, plan.txid, extra={"transfer_id": transfer.id})
         elif row.status == BROADCAST and row.raw_tx:
             try:
                 a.broadcast(PreparedTx("", bytes.fromhex(row.raw_tx), 0))
             except BridgeError as exc:
-                log.warning("rebroadcast failed transfer_id=%s: %s", transfer.id, exc)
+                log.warning("rebroadcast failed transfer_id=%s: %s", transfer.id, exc,
+                            extra={"transfer_id": transfer.id})
 
 
 INDEX_GRACE_S = 30.0  # how long a broadcast release may stay unindexed after its sequence moved

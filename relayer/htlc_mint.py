@@ -127,7 +127,7 @@ class HtlcMints:
         htlc = self.ledger.htlc(htlc_id)
         if htlc is None:
             log.warning("no ledger htlc for a minted intent coin chain=%s coin=%s event_id=%s",
-                        chain, coin.outpoint, event_id)
+                        chain, coin.outpoint, event_id, extra={"event_key": event_id})
             return 0
         match htlc.state:
             case HtlcState.REDEEMED:

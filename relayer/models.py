@@ -7,7 +7,7 @@ amounts exceed 64-bit integers.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, String, false
+from sqlalchemy import BigInteger, Boolean, Column, String, false
 from sqlmodel import Field, SQLModel
 
 from ledger.models import U256
@@ -46,6 +46,20 @@ class Transfer(SQLModel, table=True):
     wait_until: float | None = None
     operator_released: bool = Field(default=False, sa_column=Column(
         Boolean, nullable=False, server_default=false()))
+    # migration 0007 (relayer replicas): the replica working on this lock's mint, until when.
+    claimed_by: str | None = None
+    claim_expires_at: float | None = None
+
+
+class JobLease(SQLModel, table=True):
+    """A singleton job's lease among relayer replicas (`relayer.leases`; migration 0007)."""
+
+    __tablename__ = "job_leases"
+
+    name: str = Field(primary_key=True, max_length=200)
+    holder: str = Field(max_length=200)
+    token: int = Field(default=1, sa_column=Column(BigInteger, nullable=False))
+    expires_at: float
 
 
 class TransferHistory(SQLModel, table=True):

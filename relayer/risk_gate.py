@@ -176,7 +176,8 @@ class RiskPass:
         with write_transaction(self.gate.store.engine) as conn:
             set_waits_on(conn, changed)
         for tid, reason, until in changed:
-            log.info("transfer waits transfer_id=%s reason=%s until=%s", tid, reason, until)
+            log.info("transfer waits transfer_id=%s reason=%s until=%s", tid, reason, until,
+                     extra={"transfer_id": tid})
 
     def commit_on(self, conn: Connection, rows: Sequence[Any]) -> None:
         """On the caller's transaction: record the usage of `rows` (idempotent per event key)
@@ -220,7 +221,7 @@ class RiskPass:
             reason = DEFERRED_REASONS.get(res.code or "")
             if reason is None:
                 log.warning("ledger deferred mint with unknown code transfer_id=%s code=%s",
-                            r.id, res.code)
+                            r.id, res.code, extra={"transfer_id": r.id})
             retry_at = getattr(res, "retry_at", None)
             waits.append((r.id, reason.value if reason else None,
                           None if retry_at is None else float(retry_at)))

@@ -140,7 +140,8 @@ class RouteStore:
             if row.operator_released or S(row.status) in TERMINAL:
                 return False
             conn.execute(update(T).where(T.c.id == transfer_id).values(operator_released=True))
-        log.warning("transfer released by operator transfer_id=%s by=%s", transfer_id, by)
+        log.warning("transfer released by operator transfer_id=%s by=%s", transfer_id, by,
+                    extra={"transfer_id": transfer_id})
         return True
 
     def retry(self, transfer_id: int, by: str) -> bool:
@@ -158,7 +159,8 @@ class RouteStore:
             raise IllegalTransition(f"transfer {transfer_id} is {row.status}, not held")
         self.store.advance([Change(transfer_id, S.CONFIRMED, f"operator retry by {by}",
                                    {"wait_reason": None, "wait_until": None})])
-        log.warning("held transfer retried transfer_id=%s by=%s", transfer_id, by)
+        log.warning("held transfer retried transfer_id=%s by=%s", transfer_id, by,
+                    extra={"transfer_id": transfer_id})
         return True
 
     # ------------------------------------------------------------------ usage and queue

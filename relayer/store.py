@@ -14,7 +14,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -240,8 +251,10 @@ class Store:
         with write_transaction(self.engine) as conn:
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             stmt = dialect_insert(A).on_conflict_do_nothing(
-                index_elements=["kind", "event_key", "epoch", "validator"])
-            return int(conn.execute(stmt, fresh).rowcount)
+                index_elements=["kind", "event_key", "epoch", "validator"]).returning(A.c.id)
+            # RETURNING counts the stored rows on every dialect (executemany rowcount is -1
+            # on PostgreSQL).
+            return len(conn.execute(stmt, fresh).all())
 
     def attestations_for(
         self, kind: str, keys: Sequence[str], epoch: int
@@ -293,27 +306,58 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(T.c.id).limit(limit)).all())
 
-    def transfers_with_attestations(
-        self, statuses: tuple[TransferStatus, ...], kind: TransferKind, attestation_kind: str,
-        epoch: int, at_least: int, *, after_id: int = 0, limit: int = 500,
+    def claim_mint_page(
+        self, holder: str, ttl_s: float, epoch: int, at_least: int, *, after_id: int = 0,
+        limit: int = 500,
     ) -> list[Any]:
-        """Transfers in `statuses` (oldest first, id above `after_id`) for which at least
-        `at_least` attestations of `epoch` are stored: the only ones worth checking for a
-        quorum. Whether those signatures are over the transfer's own message is the caller's
-        check."""
+        """Claim, for replica `holder`, up to `limit` confirmed or attested locks that have at
+        least `at_least` attestations of `epoch` and are not claimed by another replica (or
+        whose claim lapsed), oldest first with id above `after_id`; return them claimed until
+        now + `ttl_s`.
+
+        One transaction. On PostgreSQL the candidate rows are locked with
+        ``SELECT ... FOR UPDATE OF transfers SKIP LOCKED``, so concurrent replicas claim
+        disjoint pages without waiting for each other; SQLite serializes the whole transaction.
+        """
+        now = self.clock.now()
+        # A correlated count per candidate (an index-only lookup in uq_attestation), not a join
+        # with all attestations grouped: planned with statistics from before a burst of locks,
+        # PostgreSQL ran that join as a nested loop re-aggregating every attestation for every
+        # transfer (minutes for 5,000 locks; bench/replicas.py).
         counted = (
-            select(A.c.event_key)
-            .where(and_(A.c.kind == attestation_kind, A.c.epoch == epoch))
-            .group_by(A.c.event_key)
-            .having(func.count() >= at_least)
-            .subquery()
+            select(func.count()).select_from(A)
+            .where(A.c.kind == "lock", A.c.event_key == T.c.event_key, A.c.epoch == epoch)
+            .correlate(T).scalar_subquery()
         )
-        q = (select(T).join(counted, counted.c.event_key == T.c.event_key)
-             .where(T.c.status.in_([s.value for s in statuses]), T.c.kind == kind.value,
-                    T.c.id > after_id)
-             .order_by(T.c.id).limit(limit))
-        with self.engine.connect() as conn:
-            return list(conn.execute(q).all())
+        free = or_(T.c.claimed_by.is_(None), T.c.claimed_by == holder,
+                   T.c.claim_expires_at < now)
+        q = (select(T.c.id)
+             .where(T.c.status.in_([TransferStatus.CONFIRMED.value,
+                                    TransferStatus.ATTESTED.value]),
+                    T.c.kind == TransferKind.LOCK.value, T.c.id > after_id, free,
+                    counted >= at_least)
+             .order_by(T.c.id).limit(limit)
+             .with_for_update(of=T, skip_locked=True))
+        with write_transaction(self.engine) as conn:
+            ids = [r.id for r in conn.execute(q)]
+            if not ids:
+                return []
+            for chunk in _chunks(ids, 900):
+                conn.execute(update(T).where(T.c.id.in_(chunk)).values(
+                    claimed_by=holder, claim_expires_at=now + ttl_s))
+            rows: list[Any] = []
+            for chunk in _chunks(ids, 900):
+                rows.extend(conn.execute(select(T).where(T.c.id.in_(chunk))))
+        return sorted(rows, key=lambda r: r.id)
+
+    def release_claims(self, holder: str, ids: Sequence[int]) -> None:
+        """Drop `holder`'s claims on `ids` (its work on them is recorded or given up)."""
+        if not ids:
+            return
+        with write_transaction(self.engine) as conn:
+            for chunk in _chunks(list(ids), 900):
+                conn.execute(update(T).where(and_(T.c.id.in_(chunk), T.c.claimed_by == holder))
+                             .values(claimed_by=None, claim_expires_at=None))
 
     def get_by_id(self, transfer_id: int) -> Any | None:
         with self.engine.connect() as conn:

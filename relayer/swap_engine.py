@@ -109,7 +109,7 @@ class SwapEngine:
             rate_den=pair.rate_den, fee=q.fee)
         record = self.store.create(terms)
         log.info("swap offered swap_id=%s pair=%s user_amount=%d relayer_amount=%d", record.id,
-                 pair.name, user_amount, q.lock_amount)
+                 pair.name, user_amount, q.lock_amount, extra={"swap_id": record.id})
         return record
 
     # ------------------------------------------------------------------ the job
@@ -124,7 +124,8 @@ class SwapEngine:
                         Action.DONE, Action.WAIT_INITIATOR_LOCK, Action.WAIT_INITIATOR_REDEEM,
                         Action.WATCH_INITIATOR_REFUND, Action.HOLD)
                 except BridgeError as exc:  # one swap's chain trouble must not stop the others
-                    log.warning("swap step failed swap_id=%s: %s", record.id, exc)
+                    log.warning("swap step failed swap_id=%s: %s", record.id, exc,
+                                extra={"swap_id": record.id})
         finally:
             self._pass_clock = None
         return acted
@@ -155,19 +156,22 @@ class SwapEngine:
             case Action.REDEEM_INITIATOR_LEG:
                 assert record.secret is not None
                 tx = ini.redeem(_ref(record.initiator), record.secret)
-                log.info("swap redeem swap_id=%s tx=%s", record.id, tx)
+                log.info("swap redeem swap_id=%s tx=%s", record.id, tx,
+                         extra={"swap_id": record.id})
             case Action.REFUND_PARTICIPANT_LEG:
                 tx = par.refund(_ref(record.participant))
-                log.info("swap refund of our leg swap_id=%s tx=%s", record.id, tx)
+                log.info("swap refund of our leg swap_id=%s tx=%s", record.id, tx,
+                         extra={"swap_id": record.id})
             case Action.BROADCAST_USER_REFUND:
                 if record.initiator.chain in self.anyone_can_refund:
                     tx = ini.refund(_ref(record.initiator))
-                    log.info("swap refund of the user's leg swap_id=%s tx=%s", record.id, tx)
+                    log.info("swap refund of the user's leg swap_id=%s tx=%s", record.id, tx,
+                             extra={"swap_id": record.id})
                 elif record.user_refund is not None:
                     tx = _presigned(ini).broadcast_presigned_refund(
                         _ref(record.initiator), bytes.fromhex(record.user_refund))
                     log.info("swap pre-signed refund of the user's leg sent swap_id=%s tx=%s",
-                             record.id, tx)
+                             record.id, tx, extra={"swap_id": record.id})
             case Action.EXPIRE_OFFER:
                 self.store.advance(record, S.EXPIRED, "the lock deadline passed unfunded")
             case Action.MARK_REDEEMED:
@@ -209,7 +213,8 @@ class SwapEngine:
                                   "its pre-signed refund")
         txid = _presigned(ini).check_presigned_refund(_ref(record.initiator), bytes(raw_tx))
         record = self.store.update_legs(record.id, user_refund=bytes(raw_tx).hex())
-        log.info("swap pre-signed refund stored swap_id=%s refund_tx=%s", record.id, txid)
+        log.info("swap pre-signed refund stored swap_id=%s refund_tx=%s", record.id, txid,
+                 extra={"swap_id": record.id})
         return record
 
     # ------------------------------------------------------------------ helpers
@@ -258,7 +263,8 @@ class SwapEngine:
             participant_lock_tx=json.dumps({"ref": prepared.ref.to_json(),
                                             "prepared": prepared.to_json()}))
         ref = par.broadcast_lock(prepared)
-        log.info("swap lock of our leg swap_id=%s chain=%s htlc=%s", record.id, par.chain, ref.id)
+        log.info("swap lock of our leg swap_id=%s chain=%s htlc=%s", record.id, par.chain, ref.id,
+                 extra={"swap_id": record.id})
 
     def _advance_to(self, record: SwapRecord, to: SwapStatus, reason: str) -> None:
         if to == S.REFUNDED or record.status == S.PARTICIPANT_LOCKED:

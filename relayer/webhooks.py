@@ -92,6 +92,7 @@ class Event:
     at: float
     id: str
     body: bytes
+    about: tuple[tuple[str, Any], ...] = ()  # log fields: transfer_id or swap_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +262,8 @@ class WebhookDispatcher:
         with write_transaction(self.engine) as conn:
             conn.execute(update(webhook_cursors).where(webhook_cursors.c.name == cur.name)
                          .values(attempts=0, next_attempt_at=0.0, last_error=None, **moved))
-        log.debug("webhook delivered subscription=%s event=%s", cur.name, event.id)
+        log.debug("webhook delivered subscription=%s event=%s", cur.name, event.id,
+                  extra=dict(event.about))
         return CursorRow(cur.name, moved.get("transfer_after", cur.transfer_after),
                          moved.get("swap_after", cur.swap_after), 0, 0.0, None)
 
@@ -274,7 +276,7 @@ class WebhookDispatcher:
                                  last_error=error))
         log.warning("webhook delivery failed subscription=%s event=%s attempts=%d retry_in_s=%.0f"
                     " error=%s", cur.name, event.id, attempts, wait_s,
-                    error.split(" for url", 1)[0])
+                    error.split(" for url", 1)[0], extra=dict(event.about))
 
 
 def _transfer_event(row: Any) -> Event:
@@ -285,7 +287,8 @@ def _transfer_event(row: Any) -> Event:
             "from": row.from_status, "to": row.to_status, "reason": row.reason, "at": row.at}
     event_id = f"transfer:{row.id}"
     return Event("transfer", row.id, row.at, event_id,
-                 _body(event_id, "transfer.status_changed", row.at, data))
+                 _body(event_id, "transfer.status_changed", row.at, data),
+                 (("transfer_id", row.transfer_id),))
 
 
 def _swap_event(row: Any) -> Event:
@@ -293,4 +296,4 @@ def _swap_event(row: Any) -> Event:
             "to": row.to_status, "reason": row.reason, "at": row.at}
     event_id = f"swap:{row.id}"
     return Event("swap", row.id, row.at, event_id,
-                 _body(event_id, "swap.status_changed", row.at, data))
+                 _body(event_id, "swap.status_changed", row.at, data), (("swap_id", row.swap_id),))

@@ -3,7 +3,8 @@
 Owns: one validator process's loop: what is read, signed and delivered when, and when its scan
 cursors move (file format: `validators.state`; relayer inbox: `validators.delivery`).
 Must not decide what may be signed (that is `validators.signer`), hold keys other than through
-`ValidatorKeys`, submit chain transactions, or trust anything the relayer says about chains.
+a `KeySigner` (`validators.key_signer`), submit chain transactions, or trust anything the
+relayer says about chains.
 
 Each pass (`run_once`; `run_forever` runs `run_scheduled` every ``poll_interval_s``):
 
@@ -59,14 +60,15 @@ from tenacity import (
 )
 
 from adapters.base import BlockRef, Clock, LockEvent
-from adapters.errors import BridgeError, ChainError, ConfigError, RpcUnavailable
+from adapters.errors import BridgeError, ChainError, ConfigError, RpcUnavailable, SignerError
 from validators.attestation import ValidatorSet
 from validators.config import ValidatorSection
 from validators.custody import CustodySigning
-from validators.delivery import RELAYER_TIMEOUT_S, deliver
+from validators.delivery import RELAYER_TIMEOUT_S, deliver, relayer_client
 from validators.escrow_signer import EscrowReleaseSigner
 from validators.htlc_sweep import SweepCheck
-from validators.keystore import ValidatorKeys
+from validators.key_signer import KeySigner
+from validators.observability import ValidatorMetrics
 from validators.risk import RiskSection
 from validators.risk_gate import RiskGate
 from validators.signer import (
@@ -162,7 +164,8 @@ class ValidatorDaemon:
         section: the ``[validator]`` config section.
         network: Ferry network name.
         chains: the EVM chains to watch.
-        keys: unlocked keys (`validators.keystore.load_keystore`).
+        keys: its signer: unlocked keys (`validators.keystore.load_keystore`) or an external
+            signer (`validators.socket_signer.SocketSigner`).
         adapters: per CAIP-2 id, an adapter to use instead of a fresh `EvmAdapter` (tests).
         ledger: a ledger reader to use instead of `LedgerClient(section.ledger_url)` (tests).
         relayer: an httpx client whose base URL is the relayer (tests may mount a
@@ -185,7 +188,7 @@ class ValidatorDaemon:
         section: ValidatorSection,
         network: str,
         chains: Iterable[EvmChainConfig],
-        keys: ValidatorKeys,
+        keys: KeySigner,
         *,
         bitcoin: Iterable[BitcoinChainConfig] = (),
         cosmos: Iterable[CosmosChainConfig] = (),
@@ -221,9 +224,8 @@ class ValidatorDaemon:
         if missing:
             raise ConfigError(f"no adapter for chains {sorted(missing)}")
         self._owns_relayer = relayer is None
-        self._relayer = relayer or httpx.Client(
-            base_url=section.relayer_url, timeout=RELAYER_TIMEOUT_S
-        )
+        self._relayer = relayer or relayer_client(
+            [section.relayer_url, *section.relayer_urls], RELAYER_TIMEOUT_S)
         self._locks = LockSigner(network, keys, self._lock_chains)
         self._retrying = Retrying(
             retry=retry_if_exception_type(RpcUnavailable),
@@ -257,6 +259,7 @@ class ValidatorDaemon:
         self._clock = clock
         self._ledger_read_at: float | None = None  # clock time of the last ledger read
         self._epoch: int | None = None  # epoch of the last good status; None: do not sign
+        self.metrics = ValidatorMetrics(self)  # validators.observability (metrics, readiness)
 
     @staticmethod
     def _default_adapters(chains: list[EvmChainConfig]) -> dict[str, ValidatorAdapter]:
@@ -322,6 +325,8 @@ class ValidatorDaemon:
         while not stop_event.is_set():
             try:
                 self.run_scheduled()
+            except SignerError as exc:  # external signer down: nothing signed, cursors kept
+                logger.warning("signing failed, retrying next loop: %s", exc)
             except Exception:  # last resort: a validator must not die on a bug
                 logger.exception("validator pass failed; retrying next loop")
             stop_event.wait(self.section.poll_interval_s)
@@ -361,6 +366,7 @@ class ValidatorDaemon:
         epoch = self._epoch
         if epoch is None:  # no good status since the last failed read: sign nothing
             result.ok = False
+            self.metrics.pass_done(False, None, self._unreachable)
             return result
         for chain in self._lock_chains:
             result.ok &= self._scan_locks(chain, epoch, result)
@@ -375,6 +381,7 @@ class ValidatorDaemon:
                 result.releases_sent += sent
         if self._gate.take_dirty():
             self._save()
+        self.metrics.pass_done(result.ok, epoch, self._unreachable)
         return result
 
     def _read_status(self) -> None:
@@ -476,6 +483,7 @@ class ValidatorDaemon:
                         continue
                     payloads.append(payload)
                 except SigningRefused as exc:
+                    self.metrics.refused("lock", exc.reason)
                     logger.error(
                         "refused lock chain=%s tx=%s event_id=%s reason=%s: %s",
                         caip2,
@@ -483,6 +491,7 @@ class ValidatorDaemon:
                         event.event_id,
                         exc.reason,
                         exc,
+                        extra={"event_key": event.event_id},
                     )
                     continue
                 logger.info(
@@ -491,6 +500,7 @@ class ValidatorDaemon:
                     event.tx_hash,
                     event.event_id,
                     epoch,
+                    extra={"event_key": event.event_id},
                 )
             if not self._deliver(payloads):
                 return False
@@ -564,6 +574,7 @@ class ValidatorDaemon:
                         continue
                     payloads.append(payload)
                 except SigningRefused as exc:
+                    self.metrics.refused("release", exc.reason)
                     level = (
                         logging.INFO
                         if exc.reason is RefusalReason.FOREIGN_CHAIN
@@ -577,6 +588,7 @@ class ValidatorDaemon:
                         burn.seq,
                         exc.reason,
                         exc,
+                        extra={"event_key": burn_hex},
                     )
                     continue
                 except ChainError as exc:
@@ -585,6 +597,7 @@ class ValidatorDaemon:
                         burn.origin_chain,
                         burn_hex,
                         exc,
+                        extra={"event_key": burn_hex},
                     )
                     return False
                 logger.info(
@@ -592,6 +605,7 @@ class ValidatorDaemon:
                     burn.origin_chain,
                     burn_hex,
                     burn.seq,
+                    extra={"event_key": burn_hex},
                 )
             if not self._deliver(payloads):
                 return False
@@ -605,12 +619,14 @@ class ValidatorDaemon:
     # -- delivery and state -----------------------------------------------------------------
 
     def _deliver(self, payloads: list[dict[str, Any]]) -> bool:
-        return deliver(
+        ok = deliver(
             self._relayer,
             payloads,
             batch_size=self.section.batch_size,
             relayer_url=self.section.relayer_url,
         )
+        self.metrics.delivery(payloads, ok)
+        return ok
 
     def _save(self) -> None:
         save_state(

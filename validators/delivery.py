@@ -18,6 +18,58 @@ ATTESTATIONS_PATH = "/v1/attestations"
 RELAYER_TIMEOUT_S = 10.0
 
 
+class FailoverTransport(httpx.BaseTransport):
+    """An httpx transport over several relayer replicas (``[validator] relayer_urls``): a
+    request that cannot reach the current replica (connect error, timeout, dropped connection)
+    is sent to the next one, in order, and the replica that answered becomes the current one.
+
+    Safe because everything a validator sends the relayer is idempotent (attestations are
+    stored once per signer and event; custody plan reads have no effect).
+
+    Args:
+        base_urls: relayer base URLs (``http://host:port``), first preferred; at least one.
+        transport: the underlying transport (tests: ``httpx.MockTransport``).
+    """
+
+    def __init__(self, base_urls: list[str], transport: httpx.BaseTransport | None = None) -> None:
+        if not base_urls:
+            raise ValueError("at least one relayer URL")
+        self.urls = [httpx.URL(u.rstrip("/")) for u in base_urls]
+        self.current = 0
+        self._inner = transport or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        last: httpx.TransportError | None = None
+        for step in range(len(self.urls)):
+            i = (self.current + step) % len(self.urls)
+            base = self.urls[i]
+            request.url = request.url.copy_with(scheme=base.scheme, host=base.host,
+                                                 port=base.port)
+            request.headers["host"] = base.netloc.decode()
+            try:
+                response = self._inner.handle_request(request)
+            except httpx.TransportError as exc:
+                logger.warning("relayer replica %s unreachable: %s", base.netloc.decode(), exc)
+                last = exc
+                continue
+            if i != self.current:
+                logger.info("relayer replica %s now current", base.netloc.decode())
+                self.current = i
+            return response
+        assert last is not None
+        raise last
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def relayer_client(base_urls: list[str], timeout_s: float = 10.0,
+                   transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """An httpx client for the relayer that fails over between replicas (`FailoverTransport`)."""
+    return httpx.Client(base_url=base_urls[0], timeout=timeout_s,
+                        transport=FailoverTransport(base_urls, transport))
+
+
 def deliver(
     relayer: httpx.Client, payloads: list[dict[str, Any]], *, batch_size: int, relayer_url: str
 ) -> bool:

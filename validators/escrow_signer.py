@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from adapters.base import ReleasePlan
 from adapters.errors import ValidationError
-from validators.keystore import ValidatorKeys
+from validators.key_signer import KeySigner
 from validators.risk_gate import RiskGate
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
@@ -64,7 +64,7 @@ class EscrowReleaseSigner:
         gate: the risk gate releases pass (None: no risk limits).
     """
 
-    def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, EscrowChain],
+    def __init__(self, network: str, keys: KeySigner, chains: Mapping[str, EscrowChain],
                  committed: MutableMapping[str, list[int]], gate: RiskGate | None = None) -> None:
         self.network, self._keys, self._chains, self.committed = network, keys, chains, committed
         self._gate = gate

@@ -11,6 +11,7 @@ File format (Ferry validator keystore, version 1). One UTF-8 JSON object per val
       "version": 1,
       "ed25519_public": "0x<32 B>",          # informational; checked against the secret on load
       "evm_address": "0x<20 B>",             # informational; checked against the secret on load
+      "secp256k1_public": "0x<33 B SEC1>",   # informational (absent in older files); checked
       "kdf": {"name": "argon2id", "version": 19, "salt": "0x<16 B>",
               "time_cost": 3, "memory_cost_kib": 65536, "parallelism": 4},
       "cipher": {"name": "xsalsa20-poly1305", "nonce": "0x<24 B>"},
@@ -27,6 +28,8 @@ File format (Ferry validator keystore, version 1). One UTF-8 JSON object per val
 - Production KDF defaults (`PRODUCTION_KDF`): RFC 9106 section 4 "second recommended option":
   ``time_cost`` (ops limit) 3 passes, ``memory_cost`` 64 MiB (65536 KiB), parallelism 4. Unlocking
   costs about 0.1-0.3 s and 64 MiB once at start. Tests pass a cheap `KdfParams` explicitly.
+- The public fields let `ferry keys show` print a file's identity without its passphrase; they
+  are not trusted: `load_keystore` refuses a file whose public fields disagree with its secrets.
 - Files are written atomically (temp file in the same directory, ``fsync``, ``os.replace``) and
   created with mode 0600.
 """
@@ -254,6 +257,7 @@ def _encrypt(keys: ValidatorKeys, passphrase: str | bytes, kdf: KdfParams) -> di
         "version": VERSION,
         "ed25519_public": keys.ed25519_public_hex,
         "evm_address": keys.evm_address,
+        "secp256k1_public": "0x" + keys.secp256k1_public.hex(),
         "kdf": {
             "name": "argon2id",
             "version": ARGON2_VERSION,
@@ -290,6 +294,16 @@ def _write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    """Write `data` to `path` as this module writes keystores: a 0600 temp file in the same
+    directory, ``fsync``, ``os.replace`` (`validators.key_files` keeps retired keystores so).
+
+    Raises:
+        KeystoreError: `path` exists and not `overwrite`.
+    """
+    _write_atomic(Path(path), data, overwrite=overwrite)
 
 
 def save_keystore(
@@ -437,9 +451,12 @@ def load_keystore(path: Path, passphrase: str | bytes) -> ValidatorKeys:
     if len(plaintext) != 2 * SEED_BYTES:
         raise KeystoreError(f"corrupt keystore {path}: bad plaintext length")
     keys = ValidatorKeys(plaintext[:SEED_BYTES], plaintext[SEED_BYTES:])
+    secp_public = doc.get("secp256k1_public")
     if (
         str(doc.get("ed25519_public", "")).lower() != keys.ed25519_public_hex
         or str(doc.get("evm_address", "")).lower() != keys.evm_address
+        or (secp_public is not None
+            and str(secp_public).lower() != "0x" + keys.secp256k1_public.hex())
     ):
         raise KeystoreError(f"corrupt keystore {path}: public fields do not match the keys")
     return keys

@@ -26,7 +26,7 @@ from ledger.errors import WrongNetwork
 from ledger.transactions import BurnTx, SignedTx, TxKind, verify_transaction
 from validators.attestation import lock_attestation_body, lock_attestation_message, parse_hex
 from validators.eip712 import release_digest
-from validators.keystore import ValidatorKeys
+from validators.key_signer import KeySigner
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class LockSigner:
         chains: the chains this validator watches; each names its bridge contract.
     """
 
-    def __init__(self, network: str, keys: ValidatorKeys, chains: Iterable[WatchedChain]) -> None:
+    def __init__(self, network: str, keys: KeySigner, chains: Iterable[WatchedChain]) -> None:
         self.network = network
         self._keys = keys
         self._bridges = {c.caip2: c.bridge_address.lower() for c in chains}
@@ -259,7 +259,7 @@ class ReleaseSigner:
     def __init__(
         self,
         network: str,
-        keys: ValidatorKeys,
+        keys: KeySigner,
         chains: Iterable[WatchedChain],
         bridges: Mapping[str, SetNonceReader],
     ) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from adapters.base import ReleasePlan
 from adapters.errors import ValidationError
 from validators.htlc_sweep import SweepCheck
-from validators.keystore import ValidatorKeys
+from validators.key_signer import KeySigner
 from validators.risk_gate import RiskGate
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
@@ -62,7 +62,7 @@ class UtxoReleaseSigner:
         gate: the risk gate releases pass (None: no risk limits).
     """
 
-    def __init__(self, network: str, keys: ValidatorKeys, chains: Mapping[str, CustodyChain],
+    def __init__(self, network: str, keys: KeySigner, chains: Mapping[str, CustodyChain],
                  committed: MutableMapping[str, list[str]],
                  sweeps: SweepCheck | None = None, gate: RiskGate | None = None) -> None:
         self.network = network

@@ -18,6 +18,7 @@ import typer
 
 from adapters.errors import BridgeError, ConfigError
 from relayer.cli.api_keys import api_keys_app
+from relayer.cli.keys_cmds import keys_app, signer_app
 from relayer.cli.swap_cmds import swap_app
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -25,7 +26,6 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 devnet_app = typer.Typer(no_args_is_help=True, help="Local devnets (anvil chains + Ferry services).")
 relayer_app = typer.Typer(no_args_is_help=True, help="The relayer process.")
 validator_app = typer.Typer(no_args_is_help=True, help="A validator process.")
-keys_app = typer.Typer(no_args_is_help=True, help="Encrypted key files.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The native ledger.")
 btc_app = typer.Typer(no_args_is_help=True, help="Bitcoin: deposit addresses.")
 api_app = typer.Typer(no_args_is_help=True, help="The user and operator HTTP API.")
@@ -36,14 +36,18 @@ for sub, name in ((swap_app, "swap"),
                   (api_app, "api")):
     app.add_typer(sub, name=name)
 api_app.add_typer(api_keys_app, name="keys")
+app.add_typer(signer_app, name="signer")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.",
                                                 envvar="FERRY_CONFIG")]
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("FERRY_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Logging of the long-running commands (run/serve): ``FERRY_LOG_FORMAT=json`` (default,
+    one JSON object per line) or ``text``, at ``FERRY_LOG_LEVEL`` (`relayer.logs`)."""
+    from relayer.logs import setup_logging
+
+    setup_logging(default_format="json")
 
 
 def _passphrase(env: str, confirm: bool = False) -> str:
@@ -210,17 +214,6 @@ def btc_deposit_address(
     from relayer.cli.wiring import deposit_address
 
     typer.echo(json.dumps(deposit_address(_load(config), account, chain, offline), indent=2))
-
-
-@keys_app.command("new")
-def keys_new(out: Annotated[Path, typer.Option(help="Key file to create (mode 0600).")]) -> None:
-    """Create an Ed25519 + secp256k1 key pair, encrypted with a passphrase (FERRY_PASSPHRASE)."""
-    from validators.keystore import new_keystore
-
-    keys = new_keystore(out, _passphrase("FERRY_PASSPHRASE", confirm=True))
-    typer.echo(json.dumps({"keystore": str(out), "ed25519": keys.ed25519_public_hex,
-                           "evm_address": keys.evm_address,
-                           "secp256k1_pubkey": keys.secp256k1_public.hex()}, indent=2))
 
 
 def _load_keys(path: Path):  # type: ignore[no-untyped-def]

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,9 @@ class DevnetInfo:
     htlcs: dict[str, str] = field(default_factory=dict)  # chain name -> HTLC contract
     api_url: str = ""  # `ferry api serve`
     webhook_url: str = ""  # the local receiver of the [[api.webhooks]] subscription
+    # relayer replica name (`relayer`, `relayer-2`, ...) -> {"url", "metrics_url"}; the first
+    # is `relayer_url` / `metrics_url`
+    relayers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def write_evm_keystore(path: Path, passphrase: str) -> str:
@@ -85,12 +90,29 @@ class Devnet:
         confirmation_depth: blocks each chain waits before a lock counts.
         block_time_s: anvil interval mining (None mines a block per transaction).
         kdf: Argon2id cost of the keystores (tests pass a cheap one).
+        database_url: the relayer's database (a ``postgresql+psycopg://`` URL for replicas);
+            None: ``<root>/relayer.sqlite``.
+        relayer_replicas: how many ``ferry relayer run`` processes share that database
+            (``relayer``, ``relayer-2``, ...; each its own port, metrics port and replica id).
+        socket_signers: the first this many validators sign through ``ferry signer serve``
+            processes (``signer-<i>``, started before them, on sockets in a private temp
+            directory) instead of decrypting their key files themselves.
     """
 
     def __init__(self, root: Path, *, validators: int = 5, threshold: int = 3,
                  confirmation_depth: int = 2, block_time_s: float | None = 1.0,
-                 kdf: KdfParams = PRODUCTION_KDF, poll_interval_s: float = 0.25) -> None:
+                 kdf: KdfParams = PRODUCTION_KDF, poll_interval_s: float = 0.25,
+                 database_url: str | None = None, relayer_replicas: int = 1,
+                 socket_signers: int = 0) -> None:
         self.root = Path(root).resolve()
+        if relayer_replicas < 1:
+            raise ValueError("relayer_replicas must be at least 1")
+        self.database_url = database_url or f"sqlite:///{self.root}/relayer.sqlite"
+        self.relayer_names = ["relayer"] + [f"relayer-{i}" for i in range(2, relayer_replicas + 1)]
+        if not 0 <= socket_signers <= validators:
+            raise ValueError("socket_signers must be between 0 and the number of validators")
+        self.socket_signers = socket_signers
+        self.signer_dir: Path | None = None  # made when first needed; removed by `stop`
         self.n, self.threshold, self.depth = validators, threshold, confirmation_depth
         self.block_time_s, self.kdf, self.poll_interval_s = block_time_s, kdf, poll_interval_s
         # Devnet-only passphrase: the keystores are real and encrypted, the secret is handed to
@@ -159,6 +181,8 @@ class Devnet:
             evm.fund(w3, submitter_address, EVM_FUNDS_WEI)
             rpc[name] = node.rpc_url
         ports = {k: evm.free_port() for k in ("ledger", "relayer", "metrics", "api", "webhook")}
+        relayer_ports = {"relayer": (ports["relayer"], ports["metrics"])} | {
+            name: (evm.free_port(), evm.free_port()) for name in self.relayer_names[1:]}
         htlcs = self._deploy_swaps(keydir)
         _write_secret(self.root / "operator-token", self.operator_token)
         self.risk_routes = self._risk_routes(test_token)
@@ -175,7 +199,11 @@ class Devnet:
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
             htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}",
-            webhook_url=self.webhooks.url, validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
+            webhook_url=self.webhooks.url,
+            relayers={name: {"url": f"http://127.0.0.1:{port}",
+                             "metrics_url": f"http://127.0.0.1:{metrics}/metrics"}
+                      for name, (port, metrics) in relayer_ports.items()},
+            validators=[{"name": f"validator-{i + 1}", "ed25519": k.ed25519_public_hex,
                          "evm_address": k.evm_address,
                          "secp256k1_pubkey": k.secp256k1_public.hex()}
                         for i, k in enumerate(self.keys)])
@@ -216,7 +244,7 @@ class Devnet:
             f'[ledger]\ndatabase_url = "sqlite:///{self.root}/ledger.sqlite"\n'
             f"port = {ports['ledger']}\noperator_token_sha256 = "
             f'"{hashlib.sha256(self.operator_token.encode()).hexdigest()}"\n\n'
-            f'[relayer]\ndatabase_url = "sqlite:///{self.root}/relayer.sqlite"\n'
+            f'[relayer]\ndatabase_url = "{self.database_url}"\n'
             f"port = {ports['relayer']}\nmetrics_port = {ports['metrics']}\n"
             f"poll_interval_s = {self.poll_interval_s}\n"
             f'submitter_keystore = "{self.root}/keys/relayer.json"\n'
@@ -364,9 +392,18 @@ class Devnet:
         return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase,
                 "FERRY_SWAPS__PASSPHRASE": self.passphrase}
 
+    def relayer_env(self, name: str) -> dict[str, str]:
+        """Environment of relayer replica `name`: its own ports and replica id (the config
+        file's ``[relayer]`` holds the first replica's ports and the shared database)."""
+        assert self.info is not None
+        urls = self.info.relayers[name]
+        return {**self.service_env(), "FERRY_RELAYER__REPLICA_ID": name,
+                "FERRY_RELAYER__PORT": urls["url"].rsplit(":", 1)[1],
+                "FERRY_RELAYER__METRICS_PORT": urls["metrics_url"].split(":")[2].split("/")[0]}
+
     def validator_env(self, i: int) -> dict[str, str]:
         assert self.info is not None
-        return {
+        env = {
             "FERRY_VALIDATOR__NAME": f"validator-{i}",
             "FERRY_VALIDATOR__KEYSTORE": str(self.root / "keys" / f"validator-{i}.json"),
             "FERRY_VALIDATOR__PASSPHRASE": self.passphrase,
@@ -375,20 +412,34 @@ class Devnet:
             "FERRY_VALIDATOR__STATE_FILE": str(self.root / f"validator-{i}.state.json"),
             "FERRY_VALIDATOR__POLL_INTERVAL_S": str(self.poll_interval_s),
         }
+        if i <= self.socket_signers:  # keys and passphrase stay in `signer-<i>`
+            del env["FERRY_VALIDATOR__KEYSTORE"], env["FERRY_VALIDATOR__PASSPHRASE"]
+            env |= {"FERRY_VALIDATOR__SIGNER": "socket",
+                    "FERRY_VALIDATOR__SIGNER_SOCKET": str(self.signer_socket(i))}
+        further = [r["url"] for name, r in self.info.relayers.items() if name != "relayer"]
+        if further:  # the other replicas, tried in order when the current one is unreachable
+            env["FERRY_VALIDATOR__RELAYER_URLS"] = json.dumps(further)
+        return env
 
     def service(self, name: str) -> ServiceProcess:
-        """A (not yet started) process for `ledger`, `relayer` or `validator-<i>`."""
+        """A (not yet started) process for `ledger`, `api`, a relayer replica (`relayer`,
+        `relayer-<i>`) or `validator-<i>`."""
         assert self.info is not None
         cfg = ["--config", self.info.config]
         logs = self.root / "logs"
         if name == "ledger":
             return ServiceProcess(name, ["ledger", "serve", *cfg], logs / "ledger.log")
-        if name == "relayer":
-            return ServiceProcess(name, ["relayer", "run", *cfg], logs / "relayer.log",
-                                  self.service_env())
+        if name in self.relayer_names:
+            return ServiceProcess(name, ["relayer", "run", *cfg], logs / f"{name}.log",
+                                  self.relayer_env(name))
         if name == "api":
             return ServiceProcess(name, ["api", "serve", *cfg], logs / "api.log", self.api_env())
         i = int(name.rsplit("-", 1)[1])
+        if name.startswith("signer-"):
+            return ServiceProcess(name, ["signer", "serve", "--keystore",
+                                         str(self.root / "keys" / f"validator-{i}.json"),
+                                         "--socket", str(self.signer_socket(i))],
+                                  logs / f"{name}.log", {"FERRY_PASSPHRASE": self.passphrase})
         return ServiceProcess(name, ["validator", "run", *cfg], logs / f"{name}.log",
                               self.validator_env(i))
 
@@ -401,19 +452,30 @@ class Devnet:
                           self.create_api_key("demo-operator", OPERATOR_SCOPES))
         self.services["ledger"] = self.service("ledger").start()
         self.services["ledger"].wait_http(f"{self.info.ledger_url}/v1/ledger/status")
-        self.start_relayer()
+        for name in self.relayer_names:
+            self.start_relayer(name)
         self.services["api"] = self.service("api").start()
         self.services["api"].wait_http(f"{self.info.api_url}/healthz")
+        for i in range(1, self.socket_signers + 1):
+            self.services[f"signer-{i}"] = self.service(f"signer-{i}").start()
+            self.services[f"signer-{i}"].wait_socket(self.signer_socket(i))
         for i in range(1, self.n + 1):
             self.services[f"validator-{i}"] = self.service(f"validator-{i}").start()
         self._save()
 
-    def start_relayer(self) -> ServiceProcess:
+    def start_relayer(self, name: str = "relayer") -> ServiceProcess:
+        """Start relayer replica `name` (again, after a kill) and wait for its ``/healthz``."""
         assert self.info is not None
-        proc = self.service("relayer").start()
-        self.services["relayer"] = proc
-        proc.wait_http(f"{self.info.relayer_url}/healthz")
+        proc = self.service(name).start()
+        self.services[name] = proc
+        proc.wait_http(f"{self.info.relayers[name]['url']}/healthz")
         return proc
+
+    def kill_relayer(self, name: str = "relayer") -> None:
+        """SIGKILL relayer replica `name` (no cleanup, no flush: a crashed replica)."""
+        if name not in self.relayer_names:
+            raise ValueError(f"no relayer replica named {name!r}")
+        self.services[name].kill()
 
     def stop(self) -> None:
         """Stop every process this object started (services first, then chains)."""
@@ -427,6 +489,15 @@ class Devnet:
             self.simd.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
+        if self.signer_dir is not None:  # the sockets of the stopped signers
+            shutil.rmtree(self.signer_dir, ignore_errors=True)
+
+    def signer_socket(self, i: int) -> Path:
+        """Socket of ``signer-<i>``, in a temp directory (mode 0700, a short path: Unix
+        sockets allow about 100 bytes)."""
+        if self.signer_dir is None:
+            self.signer_dir = Path(tempfile.mkdtemp(prefix="ferry-signers-"))
+        return self.signer_dir / f"{i}.sock"
 
     def _save(self) -> None:
         assert self.info is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -75,6 +76,25 @@ class ServiceProcess:
                     return
             except httpx.HTTPError:
                 pass  # not listening yet
+            time.sleep(0.1)
+        raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
+
+    def wait_socket(self, path: Path, timeout_s: float = 30.0) -> None:
+        """Poll until the Unix socket `path` accepts a connection; fail fast if the process died.
+
+        Raises:
+            ServiceFailed: exited, or not accepting within `timeout_s` (message has the log tail).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ServiceFailed(f"{self.name} exited; log:\n{self.log_tail()}")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                    return
+                except OSError:
+                    pass  # not listening yet
             time.sleep(0.1)
         raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
 

@@ -76,7 +76,7 @@ def serve_ledger(cfg: FerryConfig) -> None:
     ledger = open_ledger(cfg)
     log.info("ledger serving network=%s port=%d", cfg.network, cfg.ledger.port)
     uvicorn.run(create_ledger_app(ledger), host=cfg.ledger.host, port=cfg.ledger.port,
-                log_level="warning")
+                log_level="warning", log_config=None)  # log_config=None: our JSON/text logs
 
 
 def build_relayer(
@@ -120,7 +120,8 @@ def build_relayer(
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
                     batch_size=cfg.relayer.batch_size, custody=custody,
                     escrow=EscrowReleases(store, cosmos) if cosmos else None,
-                    htlc_mints=htlc_mints, risk=cfg.risk)
+                    htlc_mints=htlc_mints, risk=cfg.risk, replica_id=replica_id(cfg),
+                    claim_ttl_s=cfg.relayer.claim_ttl_s)
     if custody is not None:
         custody.metrics = engine.metrics
     from relayer.accountant import Accountant
@@ -163,18 +164,28 @@ def bitcoin_adapters(cfg: FerryConfig, ledger: Any) -> dict[str, Any]:
     return out
 
 
+def replica_id(cfg: FerryConfig) -> str:
+    """``[relayer] replica_id``, or ``<hostname>-<pid>`` when unset."""
+    from relayer.leases import default_replica_id
+
+    return cfg.relayer.replica_id or default_replica_id()
+
+
 def run_relayer_process(cfg: FerryConfig) -> None:
     from relayer.cli.swaps import build_swap_runtime
+    from relayer.leases import Leases
     from relayer.service import run_relayer
 
     engine, inbox = build_relayer(cfg)
+    leases = Leases(engine.store.engine, engine.replica_id, cfg.relayer.lease_ttl_s)
     swaps = build_swap_runtime(cfg)
     webhooks = build_webhooks(cfg, engine.store)
-    log.info("relayer starting chains=%s port=%d metrics_port=%d swaps=%s", list(engine.chains),
-             cfg.relayer.port, cfg.relayer.metrics_port, swaps is not None)
+    log.info("relayer starting replica=%s chains=%s port=%d metrics_port=%d swaps=%s",
+             engine.replica_id, list(engine.chains), cfg.relayer.port, cfg.relayer.metrics_port,
+             swaps is not None)
     run_relayer(engine, inbox, cfg.relayer.host, cfg.relayer.port, cfg.relayer.metrics_port,
                 cfg.relayer.poll_interval_s, cfg.relayer.ledger_poll_interval_s, swaps,
-                webhooks=webhooks, cfg=cfg)
+                webhooks=webhooks, cfg=cfg, leases=leases)
 
 
 def build_webhooks(cfg: FerryConfig, store: Any) -> Any:
@@ -190,19 +201,48 @@ def build_webhooks(cfg: FerryConfig, store: Any) -> Any:
 
 def run_validator_process(cfg: FerryConfig) -> None:
     from validators.daemon import ValidatorDaemon
-    from validators.keystore import load_keystore
 
     if cfg.validator is None:
         raise ConfigError("validator section missing (config [validator] or FERRY_VALIDATOR__*)")
     section = cfg.validator
-    keys = load_keystore(section.keystore, section.passphrase.get_secret_value())
+    keys = build_key_signer(section)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
     with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin,
                          cosmos=cfg.cosmos, risk=cfg.risk) as daemon:
-        daemon.run_forever(stop)
+        from validators.observability import ValidatorHttp
+
+        http = None if section.metrics_port is None else ValidatorHttp(
+            daemon.metrics, section.metrics_host, section.metrics_port).start()
+        try:
+            daemon.run_forever(stop)
+        finally:
+            if http is not None:
+                http.close()
+
+
+SIGNER_READY_TIMEOUT_S = 60.0  # how long a validator waits for its external signer at start
+
+
+def build_key_signer(section: Any) -> Any:
+    """The `validators.key_signer.KeySigner` of ``[validator] signer``: the decrypted key file
+    (``"file"``), or a `SocketSigner` on ``signer_socket`` (``"socket"``) once it answers.
+
+    Raises:
+        KeystoreError: unreadable key file or wrong passphrase. SignerUnavailable: no signer
+            answered within `SIGNER_READY_TIMEOUT_S`. SignerRefused: it answered with an error.
+    """
+    if section.signer == "socket":
+        from validators.socket_signer import SocketSigner
+
+        signer = SocketSigner(section.signer_socket)
+        signer.wait_ready(timeout_s=SIGNER_READY_TIMEOUT_S)
+        return signer
+    from validators.keystore import load_keystore
+
+    return load_keystore(section.keystore, section.passphrase.get_secret_value())
 
 
 def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[str, Any]:
@@ -319,10 +359,10 @@ def serve_api(cfg: FerryConfig, config_path: Path | None = None, workers: int = 
             raise ConfigError("--workers above 1 needs --config (each worker reads it)")
         os.environ[API_CONFIG_ENV] = str(Path(config_path).resolve())
         uvicorn.run("relayer.cli.wiring:api_app_from_env", factory=True, workers=workers,
-                    host=cfg.api.host, port=cfg.api.port, log_level="warning")
+                    host=cfg.api.host, port=cfg.api.port, log_level="warning", log_config=None)
         return
     uvicorn.run(create_api_app(build_api_context(cfg)), host=cfg.api.host, port=cfg.api.port,
-                log_level="warning")
+                log_level="warning", log_config=None)
 
 
 API_CONFIG_ENV = "FERRY_API_CONFIG_FILE"  # the config path a uvicorn API worker reads
@@ -332,5 +372,8 @@ def api_app_from_env() -> Any:
     """The API app of one uvicorn worker (`serve_api` with workers > 1)."""
     from api.app import create_api_app
     from relayer.config import load_config
+    from relayer.logs import setup_logging
+
+    setup_logging()  # a spawned worker starts without the parent's logging
 
     return create_api_app(build_api_context(load_config(Path(os.environ[API_CONFIG_ENV]))))

@@ -1,11 +1,11 @@
-"""Alembic environment for the relayer database (URL passed in by `relayer.db.migrate`)."""
+"""Alembic environment for the relayer database: the connection given by `relayer.db.migrate`
+(``config.attributes["connection"]``), or one made from the ``sqlalchemy.url`` option."""
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-url = context.config.get_main_option("sqlalchemy.url") or ""
-connectable = create_engine(url, poolclass=pool.NullPool)
-with connectable.connect() as connection:
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=None,
@@ -14,3 +14,12 @@ with connectable.connect() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+given = context.config.attributes.get("connection")
+if given is not None:
+    _run(given)
+else:
+    url = context.config.get_main_option("sqlalchemy.url") or ""
+    with create_engine(url, poolclass=pool.NullPool).connect() as connection:
+        _run(connection)
