@@ -74,20 +74,32 @@ def mints_by_replica(net: Devnet) -> dict[str, float]:
     return out
 
 
-def cpu_seconds(net: Devnet, pg: PostgresServer) -> dict[str, float]:
-    """`lock_to_mint.cpu_by_process` plus the PostgreSQL server and its backends."""
-    out = cpu_by_process(net)
+def postgres_cpu(pg: PostgresServer) -> dict[int, float]:
+    """pid -> user + system CPU seconds of the PostgreSQL server and each of its backends."""
     assert pg.proc is not None
-    total = 0.0
     root = psutil.Process(pg.proc.pid)
+    out = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             t = proc.cpu_times()
-            total += t.user + t.system
+            out[proc.pid] = t.user + t.system
         except psutil.NoSuchProcess:
             pass  # a backend that just exited
-    out["postgresql"] = total
     return out
+
+
+def cpu_seconds(net: Devnet, pg: PostgresServer, since: dict[str, float] | None = None,
+                pg_since: dict[int, float] | None = None
+                ) -> tuple[dict[str, float], dict[int, float]]:
+    """CPU seconds by process (`lock_to_mint.cpu_by_process` and ``postgresql``: the server
+    and its backends) and by PostgreSQL pid; with `since` / `pg_since` (an earlier reading),
+    what was used after it. A backend that exited in between is not counted."""
+    out, pg_now = cpu_by_process(net), postgres_cpu(pg)
+    if since is None or pg_since is None:
+        return out, pg_now
+    used = {n: out[n] - since.get(n, 0.0) for n in out}
+    used["postgresql"] = sum(c - pg_since.get(pid, 0.0) for pid, c in pg_now.items())
+    return used, pg_now
 
 
 def timed_run(replicas: int, pg: PostgresServer, root: Path, args: argparse.Namespace) -> Run:
@@ -111,7 +123,7 @@ def timed_run(replicas: int, pg: PostgresServer, root: Path, args: argparse.Name
         send_locks_final_at_once(info.rpc["ethereum"], info.bridges["ethereum"], args.locks,
                                  recipient, net.depth, args.block_time_s)
         t_final = time.perf_counter()
-        cpu_before = cpu_seconds(net, pg)
+        cpu_before, pg_before = cpu_seconds(net, pg)
         expected = args.locks * UNIT
         deadline = time.monotonic() + MINT_TIMEOUT_S
         while ledger.account(recipient).balances.get(weth, 0) < expected:
@@ -119,12 +131,11 @@ def timed_run(replicas: int, pg: PostgresServer, root: Path, args: argparse.Name
                 raise SystemExit(f"not all locks minted within {MINT_TIMEOUT_S} s")
             time.sleep(0.05)
         elapsed = time.perf_counter() - t_final
-        cpu_after = cpu_seconds(net, pg)
+        cpu_used, _ = cpu_seconds(net, pg, cpu_before, pg_before)
         time.sleep(1.0)  # a double mint would show within a few polls
         timeouts = sum(net.services[n].log_path.read_text(errors="replace").count(MINT_TIMED_OUT)
                        for n in net.relayer_names)
-        return Run(elapsed, ledger.account(recipient).balances.get(weth, 0),
-                   {n: cpu_after[n] - cpu_before.get(n, 0.0) for n in cpu_after},
+        return Run(elapsed, ledger.account(recipient).balances.get(weth, 0), cpu_used,
                    mints_by_replica(net), timeouts)
     finally:
         net.stop()

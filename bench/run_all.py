@@ -23,7 +23,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 GRACE_S = 20.0
 # Benchmarks whose own bound exceeds the default --timeout-s (the larger of the two applies).
-LONGER_S = {"replicas": 900.0}  # two timed phases of 5,000 locks through a whole devnet
+LONGER_S = {"replicas": 900.0}  # two whole devnets, 5,000 locks through each
 
 
 def discover() -> list[Path]:

@@ -58,15 +58,23 @@ class Leases:
         self.clock = clock or SystemClock()
 
     def hold(self, name: str) -> bool:
-        """Take or renew lease `name`; True if this replica holds it for the next ``ttl_s``.
+        """Take or renew lease `name`; True if this replica holds it for at least the next
+        ``ttl_s / 2`` seconds.
 
-        One transaction: renew if ours, take over if lapsed, create if new; False if another
-        replica holds it unexpired.
+        Cheap when nothing changes: a plain read, and a write only to renew a lease past half
+        its term, to take over a lapsed one or to create a new one. Every write is a
+        compare-and-set on the row as read (no row locks held), so of two replicas racing for
+        a lapsed or new lease exactly one wins.
         """
         now = self.clock.now()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(L).where(L.c.name == name)).first()
+        if row is not None and row.holder == self.holder and row.expires_at - now > self.ttl_s / 2:
+            return True
+        if row is not None and row.holder != self.holder and row.expires_at >= now:
+            return False
         until = now + self.ttl_s
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(L).where(L.c.name == name).with_for_update()).first()
             if row is None:
                 try:
                     with conn.begin_nested():
@@ -75,13 +83,12 @@ class Leases:
                     return True
                 except IntegrityError:  # another replica created it in the meantime
                     return False
-            if row.holder == self.holder:
-                conn.execute(update(L).where(L.c.name == name).values(expires_at=until))
-                return True
-            took = conn.execute(update(L).where(and_(
-                L.c.name == name, L.c.holder == row.holder, L.c.expires_at < now)).values(
-                holder=self.holder, token=L.c.token + 1, expires_at=until)).rowcount
-            return bool(took)
+            changed = conn.execute(update(L).where(and_(
+                L.c.name == name, L.c.holder == row.holder, L.c.token == row.token,
+                L.c.expires_at == row.expires_at)).values(
+                holder=self.holder, expires_at=until,
+                token=L.c.token + (0 if row.holder == self.holder else 1))).rowcount
+            return bool(changed)
 
     def renew_held(self) -> int:
         """Extend every unexpired lease this replica holds by ``ttl_s`` (the keeper job: a

@@ -75,6 +75,14 @@ def replicated(tmp_path, postgres, monkeypatch) -> Iterator[Devnet]:
         net.stop()
 
 
+@pytest.fixture
+def relayer_db(replicated) -> Iterator[sa.Engine]:
+    """The replicas' PostgreSQL database, read directly; its connections closed afterwards."""
+    db = sa.create_engine(replicated.database_url)
+    yield db
+    db.dispose()
+
+
 @contextlib.contextmanager
 def logs_on_failure(net: Devnet) -> Iterator[None]:
     """Print every service's log tail when the block fails (pytest shows it with the failure)."""
@@ -185,11 +193,10 @@ def chain_lease_holder(db: sa.Engine) -> Any:
 
 
 def test_two_relayer_replicas_execute_each_transfer_exactly_once_when_one_is_sigkilled(
-        replicated):
-    net = replicated
+        replicated, relayer_db):
+    net, db = replicated, relayer_db
     info = net.info
     assert info is not None and set(info.relayers) == {"relayer", "relayer-2"}
-    db = sa.create_engine(net.database_url)
     ledger = LedgerClient(info.ledger_url)
     rng = random.Random(7)
     users = [SigningKey.generate() for _ in range(RECIPIENTS)]
