@@ -407,7 +407,6 @@ class Devnet:
             "FERRY_VALIDATOR__NAME": f"validator-{i}",
             "FERRY_VALIDATOR__KEYSTORE": str(self.root / "keys" / f"validator-{i}.json"),
             "FERRY_VALIDATOR__PASSPHRASE": self.passphrase,
-            "FERRY_VALIDATOR__RELAYER_URL": self.info.relayer_url,
             "FERRY_VALIDATOR__LEDGER_URL": self.info.ledger_url,
             "FERRY_VALIDATOR__STATE_FILE": str(self.root / f"validator-{i}.state.json"),
             "FERRY_VALIDATOR__POLL_INTERVAL_S": str(self.poll_interval_s),
@@ -416,9 +415,15 @@ class Devnet:
             del env["FERRY_VALIDATOR__KEYSTORE"], env["FERRY_VALIDATOR__PASSPHRASE"]
             env |= {"FERRY_VALIDATOR__SIGNER": "socket",
                     "FERRY_VALIDATOR__SIGNER_SOCKET": str(self.signer_socket(i))}
-        further = [r["url"] for name, r in self.info.relayers.items() if name != "relayer"]
-        if further:  # the other replicas, tried in order when the current one is unreachable
-            env["FERRY_VALIDATOR__RELAYER_URLS"] = json.dumps(further)
+        # Validators spread over the relayer replicas (validator i starts at replica i mod n:
+        # the attestation inbox is the relayer's main work), the others tried in order when
+        # the current one is unreachable.
+        urls = [r["url"] for r in self.info.relayers.values()]
+        start = (i - 1) % len(urls)
+        ordered = urls[start:] + urls[:start]
+        env["FERRY_VALIDATOR__RELAYER_URL"] = ordered[0]
+        if len(ordered) > 1:
+            env["FERRY_VALIDATOR__RELAYER_URLS"] = json.dumps(ordered[1:])
         return env
 
     def service(self, name: str) -> ServiceProcess:
