@@ -15,6 +15,7 @@ Cost per run: one ``GROUP BY`` over non-terminal transfers (index on status), th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -88,10 +89,8 @@ def _replace(gauge: Gauge, samples: Mapping[tuple[str, ...], float]) -> None:
         gauge.labels(*labels).set(value)
     stale = {tuple(m.labels.values()) for fam in gauge.collect() for m in fam.samples}
     for labels in stale - set(samples):
-        try:
+        with contextlib.suppress(KeyError):  # already gone
             gauge.remove(*labels)
-        except KeyError:
-            pass
 
 
 def _pending(store: Store, metrics: RelayerMetrics, now: float) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,17 +67,13 @@ class ServiceProcess:
         Raises:
             ServiceFailed: exited, or no answer within `timeout_s` (message has the log tail).
         """
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise ServiceFailed(f"{self.name} exited; log:\n{self.log_tail()}")
+        def answers() -> bool:
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
+                return httpx.get(url, timeout=1.0).status_code == 200
             except httpx.HTTPError:
-                pass  # not listening yet
-            time.sleep(0.1)
-        raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
+                return False  # not listening yet
+
+        self._wait(answers, timeout_s)
 
     def wait_socket(self, path: Path, timeout_s: float = 30.0) -> None:
         """Poll until the Unix socket `path` accepts a connection; fail fast if the process died.
@@ -85,16 +81,23 @@ class ServiceProcess:
         Raises:
             ServiceFailed: exited, or not accepting within `timeout_s` (message has the log tail).
         """
+        def accepts() -> bool:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                    return True
+                except OSError:
+                    return False  # not listening yet
+
+        self._wait(accepts, timeout_s)
+
+    def _wait(self, ready: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ServiceFailed(f"{self.name} exited; log:\n{self.log_tail()}")
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.connect(str(path))
-                    return
-                except OSError:
-                    pass  # not listening yet
+            if ready():
+                return
             time.sleep(0.1)
         raise ServiceFailed(f"{self.name} not ready after {timeout_s}s; log:\n{self.log_tail()}")
 

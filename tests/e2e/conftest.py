@@ -4,7 +4,8 @@ logs of every process are attached to a failing test's report."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,17 +17,32 @@ _running: list[Devnet] = []
 
 
 @pytest.fixture
-def devnet(tmp_path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "devnet", block_time_s=0.2, kdf=FAST_KDF, poll_interval_s=0.2)
-    _running.append(net)
-    try:
+def devnet_factory(tmp_path) -> Iterator[Callable[..., Devnet]]:
+    """`make(**options)`: a started `Devnet` (fast KDF, 0.2 s polls unless `options` say
+    otherwise) in this test's temp dir; stopped at teardown, its logs attached on failure."""
+    started: list[Devnet] = []
+
+    def make(**options: Any) -> Devnet:
+        options = {"block_time_s": 0.2, "kdf": FAST_KDF, "poll_interval_s": 0.2, **options}
+        net = Devnet(tmp_path / f"devnet-{len(started)}", **options)
+        started.append(net)
+        _running.append(net)
         net.start_chains()
         net.deploy()
         net.start_services()
-        yield net
+        return net
+
+    try:
+        yield make
     finally:
-        _running.remove(net)
-        net.stop()
+        for net in started:
+            _running.remove(net)
+            net.stop()
+
+
+@pytest.fixture
+def devnet(devnet_factory) -> Devnet:
+    return devnet_factory()
 
 
 @pytest.hookimpl(hookwrapper=True)

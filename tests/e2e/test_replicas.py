@@ -10,7 +10,6 @@ the surviving replica's own ``/metrics``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -31,11 +30,9 @@ from contracts import load_artifact
 from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.devnet import Devnet
-from validators.keystore import KdfParams
 
 pytestmark = pytest.mark.e2e
 ETH = "eip155:31337"
-FAST_KDF = KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1)  # tests only
 WAVE = 250  # locks per wave; two waves: the second is sent after the kill
 TOKEN_SHARE = 5  # every 5th lock is of the ERC-20 (TEST), the rest native ETH
 RECIPIENTS = 10
@@ -57,22 +54,16 @@ def wait_until(check: Any, timeout_s: float, what: str) -> Any:
 
 
 @pytest.fixture
-def replicated(tmp_path, postgres, monkeypatch) -> Iterator[Devnet]:
+def replicated(devnet_factory, postgres, monkeypatch) -> Devnet:
     """The devnet with two relayer replicas on one fresh PostgreSQL database. Small mint pages
     and short lease and claim lifetimes (environment, read by every ``ferry`` process), so both
     replicas share the mint work and the survivor takes over within seconds."""
     monkeypatch.setenv("FERRY_RELAYER__BATCH_SIZE", "40")
     monkeypatch.setenv("FERRY_RELAYER__LEASE_TTL_S", "4")
     monkeypatch.setenv("FERRY_RELAYER__CLAIM_TTL_S", "6")
-    net = Devnet(tmp_path / "devnet", block_time_s=0.5, kdf=FAST_KDF, poll_interval_s=0.2,
-                 database_url=postgres.create_database("relayer_replicas"), relayer_replicas=2)
-    try:
-        net.start_chains()
-        net.deploy()
-        net.start_services()
-        yield net
-    finally:
-        net.stop()
+    return devnet_factory(block_time_s=0.5,
+                          database_url=postgres.create_database("relayer_replicas"),
+                          relayer_replicas=2)
 
 
 @pytest.fixture
@@ -81,17 +72,6 @@ def relayer_db(replicated) -> Iterator[sa.Engine]:
     db = sa.create_engine(replicated.database_url)
     yield db
     db.dispose()
-
-
-@contextlib.contextmanager
-def logs_on_failure(net: Devnet) -> Iterator[None]:
-    """Print every service's log tail when the block fails (pytest shows it with the failure)."""
-    try:
-        yield
-    except BaseException:
-        for name, proc in net.services.items():
-            print(f"----- {name} log tail -----\n{proc.log_tail(40)}")
-        raise
 
 
 class Locker:
@@ -205,82 +185,81 @@ def test_two_relayer_replicas_execute_each_transfer_exactly_once_when_one_is_sig
               10**15 + i,  # distinct amounts: a double mint would show in a balance
               bytes(users[rng.randrange(RECIPIENTS)].verify_key))
              for i in range(2 * WAVE)]
-    with logs_on_failure(net):
-        locker = Locker(net)
-        locker.send(locks[:WAVE])
-        # Mid-flight: some of the first wave executed, most not (the second is not even sent).
-        wait_until(lambda: statuses(db).get(EXECUTED, 0) >= 20, 90, "the first mints")
-        victim = chain_lease_holder(db) or "relayer"  # the replica watching Ethereum
-        survivor = "relayer-2" if victim == "relayer" else "relayer"
-        net.kill_relayer(victim)
-        at_kill = statuses(db)
-        with db.connect() as conn:
-            claimed_by_victim = conn.execute(sa.text(
-                "SELECT count(*) FROM transfers WHERE claimed_by = :r AND status <> :s"),
-                {"r": victim, "s": EXECUTED}).scalar()
-        print(f"killed {victim} with statuses {at_kill}; "
-              f"{claimed_by_victim} unexecuted transfers claimed by it")
-        assert at_kill.get(EXECUTED, 0) < WAVE  # really mid-flight
-        locker.send(locks[WAVE:])
+    locker = Locker(net)
+    locker.send(locks[:WAVE])
+    # Mid-flight: some of the first wave executed, most not (the second is not even sent).
+    wait_until(lambda: statuses(db).get(EXECUTED, 0) >= 20, 90, "the first mints")
+    victim = chain_lease_holder(db) or "relayer"  # the replica watching Ethereum
+    survivor = "relayer-2" if victim == "relayer" else "relayer"
+    net.kill_relayer(victim)
+    at_kill = statuses(db)
+    with db.connect() as conn:
+        claimed_by_victim = conn.execute(sa.text(
+            "SELECT count(*) FROM transfers WHERE claimed_by = :r AND status <> :s"),
+            {"r": victim, "s": EXECUTED}).scalar()
+    print(f"killed {victim} with statuses {at_kill}; "
+          f"{claimed_by_victim} unexecuted transfers claimed by it")
+    assert at_kill.get(EXECUTED, 0) < WAVE  # really mid-flight
+    locker.send(locks[WAVE:])
 
-        def all_executed() -> bool:
-            now = statuses(db)
-            return now.get(EXECUTED, 0) == 2 * WAVE and sum(now.values()) == 2 * WAVE
-        try:
-            wait_until(all_executed, 150, "all 500 transfers executed by the survivor")
-        except AssertionError:
-            print("not executed:", statuses(db), unfinished(db)[:10])
-            raise
+    def all_executed() -> bool:
+        now = statuses(db)
+        return now.get(EXECUTED, 0) == 2 * WAVE and sum(now.values()) == 2 * WAVE
+    try:
+        wait_until(all_executed, 150, "all 500 transfers executed by the survivor")
+    except AssertionError:
+        print("not executed:", statuses(db), unfinished(db)[:10])
+        raise
 
-        # A few burns -> releases on Ethereum, by the survivor alone.
-        payees = [Account.create().address.lower() for _ in range(BURNS)]
-        burner = users[0]
-        burner_account = bytes(burner.verify_key)
-        for i, payee in enumerate(payees):
-            ledger.submit_transaction(sign_burn(
-                burner, "ferry-devnet", ledger.account(burner_account).nonce, weth,
-                10**14 + i, ETH, payee))
-        eth = locker.w3
-        wait_until(lambda: all(eth.eth.get_balance(Web3.to_checksum_address(p)) == 10**14 + i
-                               for i, p in enumerate(payees)), 90, "every burn released")
-        time.sleep(3)  # a late duplicate mint or release would land within a few polls
+    # A few burns -> releases on Ethereum, by the survivor alone.
+    payees = [Account.create().address.lower() for _ in range(BURNS)]
+    burner = users[0]
+    burner_account = bytes(burner.verify_key)
+    for i, payee in enumerate(payees):
+        ledger.submit_transaction(sign_burn(
+            burner, "ferry-devnet", ledger.account(burner_account).nonce, weth,
+            10**14 + i, ETH, payee))
+    eth = locker.w3
+    wait_until(lambda: all(eth.eth.get_balance(Web3.to_checksum_address(p)) == 10**14 + i
+                           for i, p in enumerate(payees)), 90, "every burn released")
+    time.sleep(3)  # a late duplicate mint or release would land within a few polls
 
-        # Relayer DB: 503 transfers, all executed, each with exactly ONE executed history row.
-        with db.connect() as conn:
-            kinds = dict(conn.execute(sa.text(
-                f"SELECT kind, count(*) FROM transfers WHERE {OURS} GROUP BY kind")).all())
-            executed_rows = conn.execute(sa.text(
-                "SELECT t.id, count(h.id) FROM transfers t LEFT JOIN transfer_history h "
-                f"ON h.transfer_id = t.id AND h.to_status = :s WHERE {OURS} GROUP BY t.id"),
-                {"s": EXECUTED}).all()
-            lock_keys = {r[0] for r in conn.execute(sa.text(
-                f"SELECT event_key FROM transfers WHERE kind = 'lock' AND {OURS}"))}
-            holders = {r[0] for r in conn.execute(sa.text("SELECT holder FROM job_leases"))}
-        assert statuses(db) == {EXECUTED: 2 * WAVE + BURNS}, unfinished(db)[:10]
-        assert kinds == {"lock": 2 * WAVE, "burn": BURNS} and len(lock_keys) == 2 * WAVE
-        assert [r for r in unfinished(db) if r[3] != "not credited: unknown_denom"] == []
-        assert Counter(n for _, n in executed_rows) == {1: 2 * WAVE + BURNS}
+    # Relayer DB: 503 transfers, all executed, each with exactly ONE executed history row.
+    with db.connect() as conn:
+        kinds = dict(conn.execute(sa.text(
+            f"SELECT kind, count(*) FROM transfers WHERE {OURS} GROUP BY kind")).all())
+        executed_rows = conn.execute(sa.text(
+            "SELECT t.id, count(h.id) FROM transfers t LEFT JOIN transfer_history h "
+            f"ON h.transfer_id = t.id AND h.to_status = :s WHERE {OURS} GROUP BY t.id"),
+            {"s": EXECUTED}).all()
+        lock_keys = {r[0] for r in conn.execute(sa.text(
+            f"SELECT event_key FROM transfers WHERE kind = 'lock' AND {OURS}"))}
+        holders = {r[0] for r in conn.execute(sa.text("SELECT holder FROM job_leases"))}
+    assert statuses(db) == {EXECUTED: 2 * WAVE + BURNS}, unfinished(db)[:10]
+    assert kinds == {"lock": 2 * WAVE, "burn": BURNS} and len(lock_keys) == 2 * WAVE
+    assert [r for r in unfinished(db) if r[3] != "not credited: unknown_denom"] == []
+    assert Counter(n for _, n in executed_rows) == {1: 2 * WAVE + BURNS}
 
-        # Ledger: exactly one mint journal entry per lock event, none for anything else.
-        mints = ledger_mints(ledger)
-        assert set(mints) == lock_keys
-        assert set(mints.values()) == {1}
-        expected: dict[bytes, Counter[str]] = {bytes(u.verify_key): Counter() for u in users}
-        for token, amount, recipient in locks:
-            expected[recipient][weth if token == NATIVE_TOKEN else wtest] += amount
-        expected[burner_account][weth] -= sum(10**14 + i for i in range(BURNS))
-        for account, want in expected.items():
-            have = ledger.account(account).balances
-            assert {a: have.get(a, 0) for a in (weth, wtest)} == {
-                a: want.get(a, 0) for a in (weth, wtest)}
-        zero = Web3.to_checksum_address(NATIVE_TOKEN)
-        assert locker.bridge.functions.totalReleased(zero).call() == sum(
-            10**14 + i for i in range(BURNS))
+    # Ledger: exactly one mint journal entry per lock event, none for anything else.
+    mints = ledger_mints(ledger)
+    assert set(mints) == lock_keys
+    assert set(mints.values()) == {1}
+    expected: dict[bytes, Counter[str]] = {bytes(u.verify_key): Counter() for u in users}
+    for token, amount, recipient in locks:
+        expected[recipient][weth if token == NATIVE_TOKEN else wtest] += amount
+    expected[burner_account][weth] -= sum(10**14 + i for i in range(BURNS))
+    for account, want in expected.items():
+        have = ledger.account(account).balances
+        assert {a: have.get(a, 0) for a in (weth, wtest)} == {
+            a: want.get(a, 0) for a in (weth, wtest)}
+    zero = Web3.to_checksum_address(NATIVE_TOKEN)
+    assert locker.bridge.functions.totalReleased(zero).call() == sum(
+        10**14 + i for i in range(BURNS))
 
-        # The survivor took over: it holds every job lease now, and executed at least every
-        # mint left when the victim died, plus the releases.
-        assert holders == {survivor}
-        survivor_metrics = info.relayers[survivor]["metrics_url"]
-        assert executed_counter(survivor_metrics, "ferry:ledger") >= (
-            2 * WAVE - at_kill.get(EXECUTED, 0))
-        assert executed_counter(survivor_metrics, ETH) == BURNS
+    # The survivor took over: it holds every job lease now, and executed at least every
+    # mint left when the victim died, plus the releases.
+    assert holders == {survivor}
+    survivor_metrics = info.relayers[survivor]["metrics_url"]
+    assert executed_counter(survivor_metrics, "ferry:ledger") >= (
+        2 * WAVE - at_kill.get(EXECUTED, 0))
+    assert executed_counter(survivor_metrics, ETH) == BURNS

@@ -8,7 +8,6 @@ three attested, so the mint proves the socket-signed attestations were valid and
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 
 import pytest
 from nacl.signing import SigningKey
@@ -18,28 +17,14 @@ from adapters.evm import devnet as evm
 from ledger.client import LedgerClient
 from relayer.cli.devnet import Devnet
 from tests.e2e.test_stack import _lock, wait_until
-from validators.keystore import KdfParams
 
 pytestmark = pytest.mark.e2e
 ETH = "eip155:31337"
-FAST_KDF = KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1)  # tests only
 
 
 @pytest.fixture
-def signer_devnet(tmp_path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "devnet", validators=3, threshold=3, block_time_s=0.2, kdf=FAST_KDF,
-                 poll_interval_s=0.2, socket_signers=2)
-    try:
-        net.start_chains()
-        net.deploy()
-        net.start_services()
-        yield net
-    except BaseException:
-        for name, proc in net.services.items():
-            print(f"----- {name} log tail\n{proc.log_tail()}")
-        raise
-    finally:
-        net.stop()
+def signer_devnet(devnet_factory) -> Devnet:
+    return devnet_factory(validators=3, threshold=3, socket_signers=2)
 
 
 def test_attestations_signed_through_ferry_signer_serve_count_toward_a_mint(signer_devnet):
@@ -57,13 +42,8 @@ def test_attestations_signed_through_ferry_signer_serve_count_toward_a_mint(sign
     _lock(net, evm.connect(info.rpc["ethereum"]), info.bridges["ethereum"], 10**18, account)
     ledger = LedgerClient(info.ledger_url)
     weth = asset_key(ETH, NATIVE_TOKEN)
-    try:
-        wait_until(lambda: ledger.account(account).balances.get(weth) == 10**18, 90,
-                   "the 3-of-3 mint")
-    except AssertionError:
-        for name, proc in net.services.items():
-            print(f"----- {name} log tail\n{proc.log_tail()}")
-        raise
+    wait_until(lambda: ledger.account(account).balances.get(weth) == 10**18, 90,
+               "the 3-of-3 mint")
     for i in (1, 2):
         log = net.services[f"signer-{i}"].log_path.read_text()
         assert "signed op=sign_attestation" in log
