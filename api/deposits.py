@@ -32,13 +32,14 @@ from adapters.errors import (
     ValidationError,
 )
 from adapters.evm.config import EvmChainConfig
+from adapters.solana.config import SolanaChainConfig
 from ledger.config import AssetConfig
 from ledger.fields import parse_dest_address
 from ledger.transactions import SignedTx, TxKind, parse_transaction
 from relayer.config import FerryConfig
 from validators.attestation import LEDGER_CHAIN
 
-ChainConfig = EvmChainConfig | BitcoinChainConfig | CosmosChainConfig
+ChainConfig = EvmChainConfig | BitcoinChainConfig | CosmosChainConfig | SolanaChainConfig
 Register = Callable[[str, bytes], None]  # (chain, 32-byte account): register for scanning
 COSMOS_BLOCK_TIME_S = 6.0  # CometBFT's usual block interval (no config field)
 
@@ -48,7 +49,7 @@ class Family:
     """One chain family's part of the API.
 
     Attributes:
-        name: ``evm``, ``bitcoin`` or ``cosmos`` (shown by ``GET /v1/chains``).
+        name: ``evm``, ``bitcoin``, ``cosmos`` or ``solana`` (shown by ``GET /v1/chains``).
         deposit: instructions to lock `amount` of `asset` for a 32-byte ledger account.
         payout: parse a payout address on the chain (a burn's recipient); returns the form
             the ledger stores.
@@ -173,8 +174,45 @@ COSMOS = Family(
     confirmations=lambda c: c.confirmation_depth,
     block_time_s=lambda c: COSMOS_BLOCK_TIME_S, release_threshold=lambda c: c.threshold)
 
+
+# ------------------------------------------------------------------------------ Solana
+SOLANA_SLOT_TIME_S = 0.4  # Solana's target slot time (no config field)
+
+
+def _solana_mint(c: SolanaChainConfig, asset: AssetConfig) -> Any:
+    try:
+        return c.mint_config(asset.origin_token)
+    except ValidationError as exc:
+        raise UnknownAsset(f"{c.caip2} escrow does not accept {asset.origin_token}") from exc
+
+
+def _solana_deposit(c: SolanaChainConfig, asset: AssetConfig, amount: int, account: bytes,
+                    _register: Register) -> dict[str, Any]:
+    """An SPL Token ``TransferChecked`` into the escrow's token account of the mint, in one
+    transaction with a Memo whose text is exactly the ledger account
+    (`adapters.solana.watcher`); SOL goes in as wrapped SOL (the native mint)."""
+    m = _solana_mint(c, asset)
+    return {"kind": "solana_transfer_checked", "chain": c.caip2, "mint": m.mint,
+            "decimals": m.decimals, "escrow": c.escrow_of(m.mint),
+            "escrow_authority": c.multisig, "memo": "0x" + account.hex(),
+            "amount": str(amount)}
+
+
+def _solana_payout(c: SolanaChainConfig, text: str) -> str:
+    from adapters.solana.config import parse_pubkey
+
+    return parse_dest_address(c.caip2, parse_pubkey(text), "recipient")
+
+
+SOLANA = Family(
+    name="solana", deposit=_solana_deposit, payout=_solana_payout,
+    sender=lambda c, text: _opaque(text),
+    min_amount=lambda c, a: int(_solana_mint(c, a).min_deposit),
+    confirmations=lambda c: None,  # deposits count at `finalized` commitment
+    block_time_s=lambda c: SOLANA_SLOT_TIME_S, release_threshold=lambda c: c.threshold)
+
 FAMILIES: dict[type, Family] = {EvmChainConfig: EVM, BitcoinChainConfig: BITCOIN,
-                                CosmosChainConfig: COSMOS}
+                                CosmosChainConfig: COSMOS, SolanaChainConfig: SOLANA}
 
 
 def _opaque(text: str) -> str:
@@ -184,8 +222,8 @@ def _opaque(text: str) -> str:
 
 
 def all_chains(cfg: FerryConfig) -> list[ChainConfig]:
-    """Every configured chain: EVM, then Bitcoin, then Cosmos, in config order."""
-    return [*cfg.chains, *cfg.bitcoin, *cfg.cosmos]
+    """Every configured chain: EVM, Bitcoin, Cosmos, then Solana, in config order."""
+    return [*cfg.chains, *cfg.bitcoin, *cfg.cosmos, *cfg.solana]
 
 
 def chain_config(cfg: FerryConfig, chain: str) -> tuple[Family, ChainConfig]:

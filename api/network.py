@@ -37,7 +37,7 @@ A = Attestation.__table__  # type: ignore[attr-defined]
 class ChainOut(BaseModel):
     chain: str  # CAIP-2
     name: str
-    family: str  # evm | bitcoin | cosmos
+    family: str  # evm | bitcoin | cosmos | solana
     head: int | None
     finalized: int | None
     scanned: int | None

@@ -166,12 +166,12 @@ def known_routes(cfg: Any) -> dict[str, str]:
 
 
 def chain_start(cfg: Any, chain: str) -> int:
-    """``start_block`` of a configured chain (EVM, Bitcoin or Cosmos).
+    """``start_block`` of a configured chain (EVM, Bitcoin, Cosmos or Solana).
 
     Raises:
         UnknownChain: not configured.
     """
-    for c in [*cfg.chains, *cfg.bitcoin, *cfg.cosmos]:
+    for c in [*cfg.chains, *cfg.bitcoin, *cfg.cosmos, *cfg.solana]:
         if c.caip2 == chain:
             return int(c.start_block)
     raise UnknownChain(f"no configured chain {chain!r}")

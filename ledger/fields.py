@@ -88,6 +88,9 @@ def parse_chain(value: object, name: str = "chain") -> str:
     raise ValidationError(f"{name} must be a CAIP-2 chain id, got {value!r}")
 
 
+CASE_SENSITIVE_NAMESPACES = frozenset({"solana"})  # payout addresses kept as given (base58)
+
+
 def is_evm_chain(chain: str) -> bool:
     """Whether `chain` is an EVM chain (CAIP-2 namespace ``eip155``)."""
     return chain.startswith("eip155:")
@@ -127,9 +130,16 @@ def parse_dest_address(chain: str, value: object, name: str = "dest_address") ->
     SECURITY: on EVM chains the zero address is refused (the bridge cannot pay it, so the burned
     funds would be stuck).
 
+    Addresses keep their case on chains whose addresses are case-sensitive (CAIP-2 namespace
+    ``solana``: base58); elsewhere they are lowercase, like tokens.
+
     Raises:
         InvalidAddress: malformed for the chain family, or the EVM zero address.
     """
+    if chain.split(":", 1)[0] in CASE_SENSITIVE_NAMESPACES:
+        if isinstance(value, str) and _OPAQUE_ADDRESS.fullmatch(value):
+            return value
+        raise InvalidAddress(f"{name} must be 1..128 printable chars, got {value!r}")
     address = parse_token(chain, value, name)
     if is_evm_chain(chain) and address == NATIVE_TOKEN:
         raise InvalidAddress(f"{name} must not be the zero address")

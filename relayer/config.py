@@ -22,6 +22,7 @@ from adapters.bitcoin.config import BitcoinChainConfig
 from adapters.cosmos.config import CosmosChainConfig
 from adapters.errors import ConfigError
 from adapters.evm.config import EvmChainConfig
+from adapters.solana.config import SolanaChainConfig
 from ledger.config import AssetConfig, LedgerSection
 from relayer.api_settings import ApiSection
 from relayer.quotes import SwapsSection
@@ -42,6 +43,9 @@ class RelayerSection(BaseModel):
         batch_size: transfers per job run and per ledger call.
         submitter_keystore: encrypted keystore (`ferry keys new`) whose EVM key pays release gas.
         submitter_passphrase: its passphrase (set via ``FERRY_RELAYER__SUBMITTER_PASSPHRASE``).
+        solana_keystore: Ferry keystore (`ferry keys create`) whose Ed25519 key is the Solana
+            fee payer and durable-nonce authority of releases (``[[solana]] fee_payer``).
+        solana_passphrase: its passphrase (set via ``FERRY_RELAYER__SOLANA_PASSPHRASE``).
         replica_id: this replica's name when several relayers share one (PostgreSQL) database;
             default ``<hostname>-<pid>``. Must differ between replicas.
         lease_ttl_s: a singleton job's lease (`relayer.leases`) lapses this long after its
@@ -61,6 +65,8 @@ class RelayerSection(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=5000)
     submitter_keystore: Path | None = None
     submitter_passphrase: SecretStr | None = None
+    solana_keystore: Path | None = None
+    solana_passphrase: SecretStr | None = None
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
     lease_ttl_s: float = Field(default=15.0, gt=0, le=3600)
     claim_ttl_s: float = Field(default=30.0, gt=0, le=3600)
@@ -106,6 +112,7 @@ class FerryConfig(BaseSettings):
     chains: list[EvmChainConfig] = Field(default_factory=list)
     bitcoin: list[BitcoinChainConfig] = Field(default_factory=list)
     cosmos: list[CosmosChainConfig] = Field(default_factory=list)
+    solana: list[SolanaChainConfig] = Field(default_factory=list)
     assets: list[AssetConfig] = Field(default_factory=list)
     validator_set: ValidatorSetConfig | None = None
     swaps: SwapsSection = Field(default_factory=SwapsSection)
@@ -132,8 +139,10 @@ class FerryConfig(BaseSettings):
             raise ValueError("each Bitcoin network may be configured once")
         if len({c.caip2 for c in self.cosmos}) != len(self.cosmos):
             raise ValueError("each Cosmos chain may be configured once")
+        if len({c.caip2 for c in self.solana}) != len(self.solana):
+            raise ValueError("each Solana cluster may be configured once")
         known = ({c.caip2 for c in self.chains} | {b.caip2 for b in self.bitcoin}
-                 | {c.caip2 for c in self.cosmos})
+                 | {c.caip2 for c in self.cosmos} | {c.caip2 for c in self.solana})
         for a in self.assets:
             if a.origin_chain not in known:
                 raise ValueError(f"asset {a.symbol}: origin_chain {a.origin_chain} is not in chains")
@@ -162,10 +171,11 @@ class FerryConfig(BaseSettings):
 
     def bridges(self) -> dict[str, str]:
         """Origin chain -> its bridge: the EVM bridge contract, the Bitcoin vault address or the
-        Cosmos escrow address."""
+        Cosmos escrow address or the Solana escrow multisig."""
         out = {c.caip2: c.bridge_address for c in self.chains}
         out.update({b.caip2: b.bridge_address for b in self.bitcoin})
         out.update({c.caip2: c.bridge_address for c in self.cosmos})
+        out.update({c.caip2: c.bridge_address for c in self.solana})
         return out
 
     def genesis_set(self) -> ValidatorSet:

@@ -1,5 +1,12 @@
-"""Releases from an account-based escrow multisig (Cosmos SDK): plan one release at the escrow's
-current account sequence, collect member signatures, assemble, persist, broadcast, follow.
+"""Releases from an account-based escrow multisig (Cosmos SDK, Solana): plan one release at the
+escrow's current sequence, collect member signatures, assemble, persist, broadcast, follow.
+
+A "sequence" is what makes a signed spend single-use: the Cosmos escrow account's sequence, or
+the durable nonce value a Solana release message uses as its blockhash (the adapter compares
+them: `current_sequence`, `sequence_consumed`). A Solana message also names its m signers, so
+a plan not fully signed within the chain's ``signing_timeout_s`` is abandoned and planned again
+at the same sequence without the members that did not sign (both plans consume the same
+nonce value: at most one can ever land).
 
 Owns: the escrow release job. Must not import a chain library: the chain is an `EscrowCustody`.
 
@@ -19,7 +26,6 @@ the earlier one consumed by a transaction that is not this burn's release.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from functools import partial
@@ -58,14 +64,18 @@ class EscrowCustody(Protocol):
     @property
     def threshold(self) -> int: ...
 
-    def escrow_account(self) -> tuple[int, int] | None: ...
+    def current_sequence(self) -> int | str | None: ...
+
+    def sequence_consumed(self, sequence: int | str) -> bool: ...
 
     def plan_release(self, dest_address: str, token: str, amount: int,
                      burn_id: str) -> ReleasePlan: ...
 
     def plan_refund(self, deposit_ref: str) -> ReleasePlan: ...
 
-    def plan_sequence(self, plan: ReleasePlan) -> int: ...
+    def plan_sequence(self, plan: ReleasePlan) -> int | str: ...
+
+    def tx_id(self, raw: bytes) -> str: ...
 
     def assemble_release(self, plan: ReleasePlan,
                          signatures: Mapping[str, list[bytes]]) -> PreparedTx: ...
@@ -90,12 +100,14 @@ class EscrowReleases:
         self.chains = chains
         self.metrics = metrics or RelayerMetrics()
         self._unrefundable: set[int] = set()  # held deposits this process found not refundable
+        self._avoid: dict[str, frozenset[str]] = {}  # chain -> members that let a plan stall
         self.risk: Any = None  # relayer.risk_gate.RiskGate (set by the engine)
 
     def run(self, chain: str, head_number: int) -> int:
         """One pass over `chain`; returns the number of transfers executed."""
         executed = self._follow(chain)
         self._assemble(chain, head_number)
+        self._abandon_stalled(chain)
         self._plan_next(chain)
         return executed
 
@@ -113,16 +125,39 @@ class EscrowReleases:
             self._plan_refund(chain)
             return
         r = waiting[0]
+        avoid = self._avoid.pop(chain, frozenset())
         try:
-            plan = a.plan_release(r.recipient, r.token, int(r.amount), r.event_key)
+            plan = (a.plan_release(r.recipient, r.token, int(r.amount), r.event_key, avoid=avoid)
+                    if avoid else a.plan_release(r.recipient, r.token, int(r.amount),
+                                                 r.event_key))
         except ValidationError as exc:
             self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
             return
         now = self.store.clock.now()
-        insert_plan = partial(_call, _insert_plan, plan, r.id, now)
+        insert_plan = partial(_call, _insert_or_revive, plan, r.id, now)
         self.store.advance([], also=insert_plan if rp is None else rp.usage(r, insert_plan))
-        log.info("escrow release planned transfer_id=%s chain=%s sequence=%d plan=%s", r.id,
-                 chain, plan.version, plan.txid, extra={"transfer_id": r.id})
+        log.info("escrow release planned transfer_id=%s chain=%s sequence=%s plan=%s", r.id,
+                 chain, a.plan_sequence(plan), plan.txid, extra={"transfer_id": r.id})
+
+    def _abandon_stalled(self, chain: str) -> None:
+        """Give up a plan whose named signers did not all sign within ``signing_timeout_s``
+        (chains whose messages name their signers: Solana); the next plan avoids them."""
+        a = self.chains[chain]
+        timeout_s = getattr(getattr(a, "config", None), "signing_timeout_s", None)
+        plan_signers = getattr(a, "plan_signers", None)
+        if timeout_s is None or plan_signers is None:
+            return
+        now = self.store.clock.now()
+        for row in self.coins.plans(chain, (SIGNING,)):
+            if now - row.updated_at < timeout_s:
+                continue
+            plan = plan_of(row)
+            missing = frozenset(plan_signers(plan)) - set(self._signatures(plan))
+            self._avoid[chain] = missing
+            self.store.advance([], also=partial(_call, _set_status, row.id, ABANDONED, now))
+            log.warning("escrow release plan stalled chain=%s plan=%s: %d named signers did "
+                        "not sign in %.0f s; re-planning without them", chain, plan.txid,
+                        len(missing), timeout_s, extra={"transfer_id": row.transfer_id})
 
     def _plan_refund(self, chain: str) -> None:
         """Pay back one deposit reported for a bad memo (once: the transfer ends refunded)."""
@@ -196,7 +231,7 @@ class EscrowReleases:
         for row in self.coins.plans(chain, (SIGNING, BROADCAST)):
             plan = plan_of(row)
             transfer: Any = self.store.get_by_id(row.transfer_id)
-            txhash = hashlib.sha256(bytes.fromhex(row.raw_tx)).hexdigest() if row.raw_tx else ""
+            txhash = a.tx_id(bytes.fromhex(row.raw_tx)) if row.raw_tx else ""
             status = a.tx_status(txhash) if row.status == BROADCAST else TxStatus.UNKNOWN
             refund = plan.kind == "refund"
             now = self.store.clock.now()
@@ -228,8 +263,7 @@ class EscrowReleases:
         was broadcast (validators refuse to sign a burn at a new sequence while an earlier
         spend of it could still pay, so giving up early would stall the transfer).
         """
-        account = a.escrow_account()
-        moved = account is not None and account[1] > a.plan_sequence(plan)
+        moved = a.sequence_consumed(a.plan_sequence(plan))
         now = self.store.clock.now()
         if moved and row.status == BROADCAST and (
                 now - row.updated_at < INDEX_GRACE_S or a.tx_status(txhash) != TxStatus.UNKNOWN):
@@ -252,6 +286,18 @@ class EscrowReleases:
 
 
 INDEX_GRACE_S = 30.0  # how long a broadcast release may stay unindexed after its sequence moved
+
+
+def _insert_or_revive(conn: Any, plan: ReleasePlan, transfer_id: int | None,
+                      now: float) -> None:
+    """Store a new plan, or put an abandoned plan with the very same bytes back to signing
+    (a re-plan after a stall may choose the same signers again)."""
+    old = conn.execute(P.select().where(P.c.txid == plan.txid)).first()
+    if old is None:
+        _insert_plan(conn, plan, transfer_id, now)
+    elif old.status == ABANDONED:
+        conn.execute(P.update().where(P.c.id == old.id).values(
+            status=SIGNING, transfer_id=transfer_id, updated_at=now))
 
 
 def _set_status(conn: Any, plan_id: int, status: str, now: float) -> None:

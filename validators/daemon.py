@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from adapters.bitcoin.config import BitcoinChainConfig
     from adapters.cosmos.config import CosmosChainConfig
     from adapters.evm.config import EvmChainConfig
+    from adapters.solana.config import SolanaChainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ class ValidatorDaemon:
     Args:
         section: the ``[validator]`` config section.
         network: Ferry network name.
-        chains: the EVM chains to watch.
+        chains: the EVM chains to watch. bitcoin, cosmos, solana: the other chains to watch
+            (Bitcoin vault, Cosmos SDK escrow, Solana SPL multisig escrow).
         keys: its signer: unlocked keys (`validators.keystore.load_keystore`) or an external
             signer (`validators.socket_signer.SocketSigner`).
         adapters: per CAIP-2 id, an adapter to use instead of a fresh `EvmAdapter` (tests).
@@ -192,6 +194,7 @@ class ValidatorDaemon:
         *,
         bitcoin: Iterable[BitcoinChainConfig] = (),
         cosmos: Iterable[CosmosChainConfig] = (),
+        solana: Iterable[SolanaChainConfig] = (),
         adapters: Mapping[str, ValidatorAdapter] | None = None,
         ledger: LedgerReader | None = None,
         relayer: httpx.Client | None = None,
@@ -209,7 +212,9 @@ class ValidatorDaemon:
         self.chains = list(chains)
         self.bitcoin = list(bitcoin)
         self.cosmos = list(cosmos)
-        self._lock_chains: list[Any] = [*self.chains, *self.bitcoin, *self.cosmos]
+        self.solana = list(solana)
+        self._escrow_chains: list[Any] = [*self.cosmos, *self.solana]  # escrow multisigs
+        self._lock_chains: list[Any] = [*self.chains, *self.bitcoin, *self._escrow_chains]
         if len({c.caip2 for c in self._lock_chains}) != len(self._lock_chains):
             raise ConfigError("a chain is configured twice")
         self.keys = keys
@@ -219,7 +224,7 @@ class ValidatorDaemon:
         )
         if adapters is None:
             self._adapters.update(self._bitcoin_adapters())
-            self._adapters.update(self._cosmos_adapters())
+            self._adapters.update(self._escrow_adapters())
         missing = {c.caip2 for c in self._lock_chains} - set(self._adapters)
         if missing:
             raise ConfigError(f"no adapter for chains {sorted(missing)}")
@@ -249,11 +254,11 @@ class ValidatorDaemon:
                                  sweeps=SweepCheck(btc, lambda i: self._ledger.htlc(i)),
                                  gate=self._gate)
         escrow = EscrowReleaseSigner(network, keys, {c.caip2: cast(Any, self._adapters[c.caip2])
-                                                     for c in self.cosmos},
+                                                     for c in self._escrow_chains},
                                      self.state.escrow_sequences, gate=self._gate)
         self._custody = CustodySigning(
-            {**{b.caip2: utxo for b in self.bitcoin}, **{c.caip2: escrow for c in self.cosmos}},
-            self._save)
+            {**{b.caip2: utxo for b in self.bitcoin},
+             **{c.caip2: escrow for c in self._escrow_chains}}, self._save)
         self._member_epoch: int | None = None
         self._unreachable: set[str] = set()  # chains whose RPC failed during the current pass
         self._clock = clock
@@ -288,11 +293,20 @@ class ValidatorDaemon:
                 ledger_clock=self._ledger_clock))
         return out
 
-    def _cosmos_adapters(self) -> dict[str, ValidatorAdapter]:
-        from adapters.cosmos.adapter import CosmosAdapter
+    def _escrow_adapters(self) -> dict[str, ValidatorAdapter]:
+        """Cosmos SDK and Solana adapters (escrow multisigs), single-attempt reads."""
+        out: dict[str, ValidatorAdapter] = {}
+        if self.cosmos:
+            from adapters.cosmos.adapter import CosmosAdapter
 
-        return {c.caip2: cast(ValidatorAdapter, CosmosAdapter(c, read_attempts=1))
-                for c in self.cosmos}
+            out.update({c.caip2: cast(ValidatorAdapter, CosmosAdapter(c, read_attempts=1))
+                        for c in self.cosmos})
+        if self.solana:
+            from adapters.solana.adapter import SolanaAdapter
+
+            out.update({c.caip2: cast(ValidatorAdapter, SolanaAdapter(c, read_attempts=1))
+                        for c in self.solana})
+        return out
 
     def _default_ledger(self) -> LedgerReader:
         from ledger.client import LedgerClient
@@ -375,7 +389,7 @@ class ValidatorDaemon:
         result.locks_sent += held or 0
         if read_ledger:
             result.ok &= self._scan_burns(result)
-            if self.bitcoin or self.cosmos:
+            if self.bitcoin or self._escrow_chains:
                 ok, sent = self._custody.run(self._relayer, self._ledger.burn, self._deliver)
                 result.ok &= ok
                 result.releases_sent += sent

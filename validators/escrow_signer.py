@@ -1,8 +1,13 @@
-"""What a validator agrees to sign for an escrow-multisig chain (Cosmos SDK): the decision.
+"""What a validator agrees to sign for an escrow-multisig chain (Cosmos SDK, Solana): the decision.
 
-Owns: `EscrowReleaseSigner`, which checks a relayer's proposed release (amino JSON sign doc in
-an `adapters.base.ReleasePlan`) against a burn this validator read from its own ledger
-connection and against the escrow account as its own node shows it, then signs.
+Owns: `EscrowReleaseSigner`, which checks a relayer's proposed release (an amino JSON sign doc on
+Cosmos, a legacy message over a durable nonce on Solana, in an `adapters.base.ReleasePlan`)
+against a burn this validator read from its own ledger connection and against the escrow as
+its own node shows it, then signs.
+
+A "sequence" is what makes each escrow spend single-use: the Cosmos escrow account's sequence
+(int), or the Solana durable nonce value (base58 str) the message uses as its blockhash. The
+chain says which ones are current or consumed (`current_sequence`, `sequence_consumed`).
 Must not post or persist anything: the daemon ships the payload and persists `committed`.
 
 SECURITY, every check a reason to refuse (`SigningRefused`):
@@ -11,8 +16,9 @@ SECURITY, every check a reason to refuse (`SigningRefused`):
   its sender, less the fee when paid in the same denom (`CosmosAdapter.check_refund`);
 - the sign doc pays exactly that burn (one MsgSend from the escrow to the burn's address of
   exactly the burned amount of the burned denom, fee within the config, memo naming the burn:
-  `CosmosAdapter.check_release`);
-- the plan's account sequence is the escrow's current one on this validator's node (a sequence
+  `CosmosAdapter.check_release`; on Solana the message rebuilt from the burn must be
+  byte-identical: `SolanaAdapter.check_release`);
+- the plan's sequence is the escrow's current one on this validator's node (a sequence
   already consumed can never land; a future one is refused too);
 - no double pay across sequences: each burn's signed sequences are remembered; a burn is signed
   at a new sequence only if every earlier one is consumed on chain by a transaction that is not
@@ -32,22 +38,30 @@ from validators.key_signer import KeySigner
 from validators.risk_gate import RiskGate
 from validators.signer import BurnLike, RefusalReason, SigningRefused, check_burn_record
 
+Sequence = int | str  # a Cosmos account sequence or a Solana durable nonce value
+
 
 class EscrowChain(Protocol):
-    """What the signer uses of an escrow adapter (`adapters.cosmos.adapter.CosmosAdapter`)."""
+    """What the signer uses of an escrow adapter (`adapters.cosmos.adapter.CosmosAdapter`,
+    `adapters.solana.adapter.SolanaAdapter`). ``key_type`` names the validator key that is an
+    escrow member: ``"secp256k1"`` (signs sha256 digests, compact r||s) or ``"ed25519"`` (signs
+    the message bytes themselves, RFC 8032)."""
 
     chain: str
+    key_type: str
 
     def check_release(self, plan: ReleasePlan, *, dest_address: str, amount: int, token: str,
                       burn_id: str) -> None: ...
 
     def check_refund(self, plan: ReleasePlan) -> str: ...
 
-    def plan_sequence(self, plan: ReleasePlan) -> int: ...
+    def plan_sequence(self, plan: ReleasePlan) -> Sequence: ...
 
-    def escrow_account(self) -> tuple[int, int] | None: ...
+    def current_sequence(self) -> Sequence | None: ...
 
-    def memo_at_sequence(self, sequence: int) -> str | None: ...
+    def sequence_consumed(self, sequence: Sequence) -> bool: ...
+
+    def memo_at_sequence(self, sequence: Sequence) -> str | None: ...
 
     def release_sighashes(self, plan: ReleasePlan) -> list[bytes]: ...
 
@@ -57,15 +71,16 @@ class EscrowChain(Protocol):
 class EscrowReleaseSigner:
     """Args:
         network: Ferry network name.
-        keys: this validator's keys (its secp256k1 key is an escrow member).
+        keys: this validator's keys (its secp256k1 or Ed25519 key is an escrow member, per the
+            chain's ``key_type``).
         chains: per CAIP-2 id, this validator's own escrow-chain adapter.
-        committed: burn id (``0x`` hex) -> account sequences this validator signed it at;
+        committed: burn id (``0x`` hex) -> sequences this validator signed it at;
             updated in place (the caller persists it before shipping the signature).
         gate: the risk gate releases pass (None: no risk limits).
     """
 
     def __init__(self, network: str, keys: KeySigner, chains: Mapping[str, EscrowChain],
-                 committed: MutableMapping[str, list[int]], gate: RiskGate | None = None) -> None:
+                 committed: MutableMapping[str, list[Sequence]], gate: RiskGate | None = None) -> None:
         self.network, self._keys, self._chains, self.committed = network, keys, chains, committed
         self._gate = gate
 
@@ -73,8 +88,8 @@ class EscrowReleaseSigner:
         """Check `plan` against `burn` and the chain, then sign its sign doc.
 
         Returns:
-            ``{"kind": "utxo_release", "chain", "txid", "burn_id", "validator": "<33-byte
-            pubkey hex>", "signatures": ["<64-byte r||s hex>"]}``.
+            ``{"kind": "utxo_release", "chain", "txid", "burn_id", "validator": "<member key
+            hex: 33-byte secp256k1 or 32-byte Ed25519>", "signatures": ["<64-byte hex>"]}``.
 
         Raises:
             SigningRefused: see the module docstring.
@@ -83,21 +98,21 @@ class EscrowReleaseSigner:
         chain = self._chains.get(plan.chain)
         if chain is None:
             raise SigningRefused(RefusalReason.FOREIGN_CHAIN, f"chain {plan.chain} is not watched")
-        me = self._keys.secp256k1_public.hex()
+        ed25519 = getattr(chain, "key_type", "secp256k1") == "ed25519"
+        me = (self._keys.ed25519_public if ed25519 else self._keys.secp256k1_public).hex()
         if me not in chain.members():
             raise SigningRefused(RefusalReason.FOREIGN_CONTRACT,
                                  f"this validator's key is not an escrow member of {plan.chain}")
         key, memo = self._check(chain, plan, burn)
         sequence = chain.plan_sequence(plan)
-        account = chain.escrow_account()
-        if account is None or account[1] != sequence:
+        current = chain.current_sequence()
+        if current is None or current != sequence:
             raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
-                                 f"plan at sequence {sequence}, escrow is at "
-                                 f"{None if account is None else account[1]}")
+                                 f"plan at sequence {sequence}, escrow is at {current}")
         for earlier in self.committed.get(key, []):
             if earlier == sequence:
                 continue
-            if earlier >= account[1] or chain.memo_at_sequence(earlier) == memo:
+            if not chain.sequence_consumed(earlier) or chain.memo_at_sequence(earlier) == memo:
                 raise SigningRefused(RefusalReason.CONFLICTING_SPEND,
                                      f"{key} was signed at sequence {earlier}, which may still "
                                      "pay (or paid) it")
@@ -106,9 +121,13 @@ class EscrowReleaseSigner:
         if sequence not in self.committed.setdefault(key, []):
             self.committed[key].append(sequence)
         [digest] = chain.release_sighashes(plan)
+        # Ed25519: the message bytes themselves (a Solana message starts with its header
+        # counts, never with the ``ferry/`` domain of ledger attestations).
+        signature = (self._keys.sign_attestation(digest) if ed25519
+                     else self._keys.sign_compact(digest))
         return {"kind": "utxo_release", "chain": plan.chain, "txid": plan.txid,
                 "burn_id": key if plan.kind == "release" else None, "validator": me,
-                "signatures": [self._keys.sign_compact(digest).hex()]}
+                "signatures": [signature.hex()]}
 
     def _check(self, chain: EscrowChain, plan: ReleasePlan,
                burn: BurnLike | None) -> tuple[str, str]:

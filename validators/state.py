@@ -90,8 +90,9 @@ class CursorState:
         epoch: ledger validator-set epoch seen last (None before the first pass).
         custody_inputs: burn id (0x hex) -> outpoints ("txid:vout") of the first custody spend
             this validator signed for it (`validators.utxo_signer`); never shrinks.
-        escrow_sequences: burn id (0x hex) -> escrow account sequences this validator signed its
-            release at (`validators.escrow_signer`); never shrinks.
+        escrow_sequences: burn id (0x hex) -> escrow sequences this validator signed its release
+            at (`validators.escrow_signer`): Cosmos account sequences (int), Solana durable
+            nonce values (base58 str); never shrinks.
         risk_signed: per risk route, what this validator let through within the rolling window
             (`validators.risk_gate`; older entries are pruned).
         risk_held: key (lock event id, or burn id 0x hex) -> what the risk rules held back, with
@@ -103,7 +104,7 @@ class CursorState:
     burn_seq: int = 0
     epoch: int | None = None
     custody_inputs: dict[str, list[str]] = field(default_factory=dict)
-    escrow_sequences: dict[str, list[int]] = field(default_factory=dict)
+    escrow_sequences: dict[str, list[int | str]] = field(default_factory=dict)
     risk_signed: dict[str, list[SignedItem]] = field(default_factory=dict)
     risk_held: dict[str, HeldItem] = field(default_factory=dict)
 
@@ -148,7 +149,7 @@ def load_state(path: Path, *, network: str, validator: str) -> CursorState:
             epoch=None if doc.get("epoch") is None else int(doc["epoch"]),
             custody_inputs={str(k): [str(o) for o in v]
                             for k, v in doc.get("custody_inputs", {}).items()},
-            escrow_sequences={str(k): [int(q) for q in v]
+            escrow_sequences={str(k): [q if isinstance(q, str) else int(q) for q in v]
                               for k, v in doc.get("escrow_sequences", {}).items()},
             risk_signed={str(r): [SignedItem(float(at), int(str(amount)), str(key))
                                   for at, amount, key in items]

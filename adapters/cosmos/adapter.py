@@ -140,6 +140,8 @@ class CosmosAdapter:
         raise BroadcastRefused(f"code={code}: {log}", chain=self.chain)
 
     # ------------------------------------------------------------------ escrow releases
+    key_type = "secp256k1"  # escrow members are the validators' secp256k1 keys
+
     @property
     def threshold(self) -> int:
         return self.config.threshold
@@ -150,6 +152,22 @@ class CosmosAdapter:
     def escrow_account(self) -> tuple[int, int] | None:
         """(account number, sequence) of the escrow on chain; None before its first deposit."""
         return self.rpc.account(self.escrow)
+
+    def current_sequence(self) -> int | None:
+        """The escrow's account sequence: what the next release must sign at (None before the
+        escrow's first deposit)."""
+        account = self.escrow_account()
+        return None if account is None else account[1]
+
+    def sequence_consumed(self, sequence: int | str) -> bool:
+        """Whether a transaction of the escrow already used `sequence` (sequences only grow)."""
+        current = self.current_sequence()
+        return current is not None and current > int(sequence)
+
+    @staticmethod
+    def tx_id(raw: bytes) -> str:
+        """The hash a signed transaction is known by: sha256 of its bytes, lowercase hex."""
+        return hashlib.sha256(raw).hexdigest()
 
     def plan_release(self, dest_address: str, token: str, amount: int,
                      burn_id: str) -> ReleasePlan:

@@ -9,7 +9,10 @@ by the risk engine and released by an operator; account history with journal pro
 validators and signed webhooks (`relayer.cli.demo_api`); then deposits 0.75 BTC to the user's deposit address, waits for 0.75 wBTC, burns 0.25 wBTC to a
 Bitcoin address and shows what arrived and the miner fee (`relayer.cli.demo_bitcoin`); then
 sends 100 STAKE to the Cosmos escrow with the account in the memo, waits for 100 wSTAKE, burns 40
-to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); then swaps 0.01 BTC for
+to a Cosmos address and shows it received (`relayer.cli.demo_cosmos`); then deposits 1.5 SOL
+(as wrapped SOL) and 100 FTEST (an SPL token) into the Solana escrow with a Memo, waits for wSOL
+and wFTEST, burns 0.5 wSOL and 40 wFTEST to a new Solana wallet and shows exactly that arrived
+(`relayer.cli.demo_solana`); then swaps 0.01 BTC for
 ETH against the relayer through its swap API and shows a second user walking away, both sides
 refunded (`relayer.cli.demo_swaps`); and stops everything.
 
@@ -44,6 +47,7 @@ from relayer.cli.demo_api import run_api_story
 from relayer.cli.demo_bitcoin import run_bitcoin_story
 from relayer.cli.demo_cosmos import run_cosmos_story
 from relayer.cli.demo_htlc_mint import run_htlc_mint_story
+from relayer.cli.demo_solana import run_solana_story
 from relayer.cli.demo_swaps import run_swap_story
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
@@ -95,7 +99,8 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> dict[str, An
     ok = False
     try:
         out.step("starting devnets", ethereum="anvil chain id 31337", bsc="anvil chain id 31338",
-                 bitcoin="btcd v0.26.2 regtest", cosmos="simd (SDK v0.50.3) ferry-sim-1")
+                 bitcoin="btcd v0.26.2 regtest", cosmos="simd (SDK v0.50.3) ferry-sim-1",
+                 solana="LiteSVM (solders 0.29) behind Ferry's JSON-RPC test server")
         net.start_chains()
         info = net.deploy()
         out.step("deployed contracts", ethereum_bridge=info.bridges["ethereum"],
@@ -209,5 +214,6 @@ def _run_user_story(out: Narrator, net: Devnet, cfg: Any) -> None:
     run_bitcoin_story(out, net, cfg, user_key, fmt, DemoFailed)
     run_htlc_mint_story(out, net, cfg, user_key, fmt, None, DemoFailed)
     run_cosmos_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
+    run_solana_story(out, net, cfg, user_key, fmt, wait_for, DemoFailed)
     run_swap_story(out, net, cfg, fmt, DemoFailed)
     out.step("demo complete: every asset's ledger supply equals its bridge custody")

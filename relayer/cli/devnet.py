@@ -1,6 +1,7 @@
 """A complete local Ferry network in one directory: two anvil chains (Ethereum and BSC devnets),
 a btcd regtest node (blocks mined on demand) with a funded faucet, a simd chain (Cosmos SDK
-simapp) with funded wallets, deployed bridges and a test
+simapp) with funded wallets, a LiteSVM-backed Solana cluster (`relayer.cli.devnet_solana`),
+deployed bridges and a test
 token, encrypted keys, one `ferry.toml`, and the ledger, relayer,
 validator and API processes (`ferry api serve`, with an operator API key made by the real CLI,
 the ledger's operator token, `[risk]` limits on every route and a local webhook receiver).
@@ -33,6 +34,7 @@ from adapters.bitcoin.scripts import Vault
 from adapters.cosmos.devnet import CosmosWallet, SimdNode
 from adapters.cosmos.multisig import escrow_address
 from adapters.evm import devnet as evm
+from relayer.cli.devnet_solana import SolanaDevnet
 from relayer.cli.procs import ServiceFailed, ServiceProcess, WebhookSink
 from validators.keystore import PRODUCTION_KDF, KdfParams, ValidatorKeys, new_keystore
 
@@ -63,6 +65,7 @@ class DevnetInfo:
     bitcoin: dict[str, str] = field(default_factory=dict)  # rpc_url, chain, vault_address
     cosmos: dict[str, str] = field(default_factory=dict)  # rpc_url, rest_url, chain, escrow
     htlcs: dict[str, str] = field(default_factory=dict)  # chain name -> HTLC contract
+    solana: dict[str, str] = field(default_factory=dict)  # `SolanaDevnet.info`
     api_url: str = ""  # `ferry api serve`
     webhook_url: str = ""  # the local receiver of the [[api.webhooks]] subscription
     # relayer replica name (`relayer`, `relayer-2`, ...) -> {"url", "metrics_url"}; the first
@@ -125,6 +128,7 @@ class Devnet:
         self.simd: SimdNode | None = None
         self.cosmos_user_secret = secrets.token_bytes(32)  # the demo user's funded Cosmos wallet
         self.cosmos_operator_secret = secrets.token_bytes(32)  # pays the escrow's fee reserve
+        self.solana: SolanaDevnet | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.keys: list[ValidatorKeys] = []
         self.info: DevnetInfo | None = None
@@ -151,6 +155,7 @@ class Devnet:
             CosmosWallet.address_of(self.cosmos_user_secret): 10**12,
             CosmosWallet.address_of(self.cosmos_operator_secret): 10**12})
         self.simd.start()
+        self.solana = SolanaDevnet.start(self.root)
         for node in self.nodes.values():
             node.wait_ready(timeout_s=30)
         self.btcd.wait_ready(timeout_s=30)
@@ -184,12 +189,18 @@ class Devnet:
         relayer_ports = {"relayer": (ports["relayer"], ports["metrics"])} | {
             name: (evm.free_port(), evm.free_port()) for name in self.relayer_names[1:]}
         htlcs = self._deploy_swaps(keydir)
+        assert self.solana is not None
+        self.solana.deploy(self.keys, self.threshold, keydir / "relayer-solana.json",
+                           self.passphrase, self.kdf)
         _write_secret(self.root / "operator-token", self.operator_token)
         self.risk_routes = self._risk_routes(test_token)
         self.webhooks = WebhookSink(ports["webhook"]).start()
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
-                          + self._bitcoin_text() + self._cosmos_text() + self._swaps_text(htlcs)
+                          + self._bitcoin_text() + self._cosmos_text()
+                          + self.solana.config_text(self.keys, self.threshold,
+                                                    self.poll_interval_s)
+                          + self._swaps_text(htlcs)
                           + self._risk_text() + self._api_text(ports["api"]))
         config.chmod(0o600)  # it holds the webhook secret and the btcd RPC password
         self.info = DevnetInfo(
@@ -198,7 +209,7 @@ class Devnet:
             test_token=test_token, ledger_url=f"http://127.0.0.1:{ports['ledger']}",
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-            htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}",
+            htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}", solana=self.solana.info,
             webhook_url=self.webhooks.url,
             relayers={name: {"url": f"http://127.0.0.1:{port}",
                              "metrics_url": f"http://127.0.0.1:{metrics}/metrics"}
@@ -248,6 +259,7 @@ class Devnet:
             f"port = {ports['relayer']}\nmetrics_port = {ports['metrics']}\n"
             f"poll_interval_s = {self.poll_interval_s}\n"
             f'submitter_keystore = "{self.root}/keys/relayer.json"\n'
+            f'solana_keystore = "{self.root}/keys/relayer-solana.json"\n'
             f"{chains}{assets}\n[validator_set]\nepoch = 1\nthreshold = {self.threshold}\n"
             f"{members}")
 
@@ -327,7 +339,8 @@ class Devnet:
         eth = f"eip155:{ETH_CHAIN_ID}"
         assets = ((eth, NATIVE_TOKEN, 18), (eth, token, 18),
                   (f"eip155:{BSC_CHAIN_ID}", NATIVE_TOKEN, 18), (self.btcd.chain, "btc", 8),
-                  (self.simd.caip2, "stake", 6))
+                  (self.simd.caip2, "stake", 6),
+                  *(self.solana.risk_assets() if self.solana is not None else ()))
         routes: list[dict[str, str | int]] = []
         for chain, tok, decimals in assets:
             for src, dst in ((chain, "ferry:ledger"), ("ferry:ledger", chain)):
@@ -390,6 +403,7 @@ class Devnet:
 
     def service_env(self) -> dict[str, str]:
         return {"FERRY_RELAYER__SUBMITTER_PASSPHRASE": self.passphrase,
+                "FERRY_RELAYER__SOLANA_PASSPHRASE": self.passphrase,
                 "FERRY_SWAPS__PASSPHRASE": self.passphrase}
 
     def relayer_env(self, name: str) -> dict[str, str]:
@@ -492,6 +506,8 @@ class Devnet:
             self.btcd.stop()
         if self.simd is not None:
             self.simd.stop()
+        if self.solana is not None:
+            self.solana.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
         if self.signer_dir is not None:  # the sockets of the stopped signers
@@ -513,6 +529,8 @@ class Devnet:
             self.info.pids["btcd"] = self.btcd.pid
         if self.simd is not None and self.simd.pid is not None:
             self.info.pids["simd"] = self.simd.pid
+        if self.solana is not None and self.solana.node.pid is not None:
+            self.info.pids["solana"] = self.solana.node.pid
         (self.root / "devnet.json").write_text(json.dumps(asdict(self.info), indent=2) + "\n")
 
 

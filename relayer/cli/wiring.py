@@ -55,6 +55,24 @@ def load_submitter_key(cfg: FerryConfig) -> bytes | None:
         raise KeystoreError(f"cannot decrypt submitter keystore {path} (wrong passphrase?)") from exc
 
 
+def load_solana_fee_payer(cfg: FerryConfig) -> Any:
+    """The relayer's Solana fee payer (`validators.keystore.ValidatorKeys`: its Ed25519 key
+    signs), from ``[relayer] solana_keystore``; None if unset.
+
+    Raises:
+        KeystoreError: unreadable file or wrong passphrase. ConfigError: passphrase missing.
+    """
+    path = cfg.relayer.solana_keystore
+    if path is None:
+        return None
+    if cfg.relayer.solana_passphrase is None:
+        raise ConfigError("relayer.solana_passphrase is required with solana_keystore "
+                          "(set FERRY_RELAYER__SOLANA_PASSPHRASE)")
+    from validators.keystore import load_keystore
+
+    return load_keystore(path, cfg.relayer.solana_passphrase.get_secret_value())
+
+
 def open_ledger(cfg: FerryConfig) -> Any:
     from ledger.config import LedgerGenesis
     from ledger.service import Ledger
@@ -102,11 +120,12 @@ def build_relayer(
     adapters: dict[str, Any] = dict(chain_adapters(cfg, submitter_key or load_submitter_key(cfg)))
     btc = bitcoin_adapters(cfg, ledger)
     adapters.update(btc)
-    cosmos = cosmos_adapters(cfg)
-    adapters.update(cosmos)
+    escrows = cosmos_adapters(cfg)
+    escrows.update(solana_adapters(cfg, load_solana_fee_payer(cfg) if cfg.solana else None))
+    adapters.update(escrows)
     chain_cfgs: dict[str, Any] = {c.caip2: c for c in cfg.chains}
     chain_cfgs.update({b.caip2: b for b in cfg.bitcoin})
-    chain_cfgs.update({c.caip2: c for c in cfg.cosmos})
+    chain_cfgs.update({c.caip2: c for c in [*cfg.cosmos, *cfg.solana]})
     plans = {
         caip2: ChainPlan(
             adapter=a, start_block=chain_cfgs[caip2].start_block,
@@ -119,7 +138,7 @@ def build_relayer(
     htlc_mints = HtlcMints(store, ledger, btc) if btc else None
     engine = Engine(store, plans, ledger, cfg.network, mint_request=MintRequest,
                     batch_size=cfg.relayer.batch_size, custody=custody,
-                    escrow=EscrowReleases(store, cosmos) if cosmos else None,
+                    escrow=EscrowReleases(store, escrows) if escrows else None,
                     htlc_mints=htlc_mints, risk=cfg.risk, replica_id=replica_id(cfg),
                     claim_ttl_s=cfg.relayer.claim_ttl_s)
     if custody is not None:
@@ -141,6 +160,29 @@ def cosmos_adapters(cfg: FerryConfig) -> dict[str, Any]:
     for c in cfg.cosmos:
         adapter = CosmosAdapter(c)
         adapter.verify_chain()
+        out[c.caip2] = adapter
+    return out
+
+
+def solana_adapters(cfg: FerryConfig, fee_payer: Any = None,
+                    verify: bool = True) -> dict[str, Any]:
+    """One adapter per configured Solana cluster; each checks its RPC's genesis hash, the
+    escrow multisig and the nonce account first (`SolanaAdapter.verify_chain`).
+
+    Args:
+        fee_payer: the relayer's Solana key (`load_solana_fee_payer`): it must be the
+            configured ``fee_payer``; None for a process that never assembles releases.
+
+    Raises:
+        ConfigError: the fee payer key is not the configured ``fee_payer``.
+    """
+    from adapters.solana.adapter import SolanaAdapter
+
+    out = {}
+    for c in cfg.solana:
+        adapter = SolanaAdapter(c, fee_payer=fee_payer)
+        if verify:
+            adapter.verify_chain()
         out[c.caip2] = adapter
     return out
 
@@ -211,7 +253,7 @@ def run_validator_process(cfg: FerryConfig) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("validator starting name=%s validator=%s", section.name, keys.ed25519_public_hex)
     with ValidatorDaemon(section, cfg.network, cfg.chains, keys, bitcoin=cfg.bitcoin,
-                         cosmos=cfg.cosmos, risk=cfg.risk) as daemon:
+                         cosmos=cfg.cosmos, solana=cfg.solana, risk=cfg.risk) as daemon:
         from validators.observability import ValidatorHttp
 
         http = None if section.metrics_port is None else ValidatorHttp(
@@ -269,13 +311,18 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
             from adapters.cosmos.multisig import parse_address
 
             parse_address(to, c.bech32_prefix)
+    for s in cfg.solana:
+        if match[0].origin_chain == s.caip2:
+            from adapters.solana.config import parse_pubkey
+
+            parse_pubkey(to)
     client = LedgerClient(str(cfg.ledger.url))
     nonce = client.account(keys.ed25519_public).nonce
     signed = sign_burn(keys, cfg.network, nonce, match[0].asset, int(value),
                        match[0].origin_chain, to)
     receipt = client.submit_transaction(signed)
     return {"burn_id": "0x" + signed.tx_id.hex(), "seq": receipt.seq,
-            "asset": match[0].asset, "amount": str(int(value)), "to": to.lower()}
+            "asset": match[0].asset, "amount": str(int(value)), "to": to}
 
 
 def deposit_address(cfg: FerryConfig, account: str, chain: str | None,
@@ -331,6 +378,7 @@ def build_api_context(cfg: FerryConfig) -> Any:
     adapters: dict[str, Any] = {c.caip2: EvmAdapter(c) for c in cfg.chains}
     adapters.update({b.caip2: BitcoinAdapter(b) for b in cfg.bitcoin})
     adapters.update({c.caip2: CosmosAdapter(c) for c in cfg.cosmos})
+    adapters.update(solana_adapters(cfg, verify=False))
     inbox = AttestationInbox(
         store, cfg.network, TtlCache(ledger.status, 1.0, clock), adapters,
         {chain: TtlCache(a.validator_set, 2.0, clock) for chain, a in adapters.items()},

@@ -19,6 +19,7 @@ from adapters.bitcoin.keys import public_key
 from adapters.bitcoin.rpc import BtcRpc
 from adapters.cosmos.devnet import BOND_DENOM, DEFAULT_EXTRA_DENOMS, CosmosWallet, SimdNode
 from adapters.evm.devnet import AnvilNode, connect
+from adapters.solana.svm_node import SvmNode
 
 # ============================================================================ EVM devnets (anvil)
 # Two automining anvil nodes, "eip155:31337" (Ethereum) and "eip155:31338" (BSC), and a Web3
@@ -79,6 +80,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         simd = _running_simds.get(name)
         if simd is not None:
             report.sections.append((f"simd {simd.chain} log tail", simd.log_tail()))
+        svm = _running_svms.get(name)
+        if svm is not None:
+            report.sections.append((f"solana devnet {svm.caip2} log tail", svm.log_tail()))
 
 
 # ============================================================================ end EVM devnets
@@ -191,3 +195,29 @@ def simd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimdDevnet]:
 
 
 # ============================================================================ end Cosmos devnet
+
+
+# ============================================================================ Solana devnet (LiteSVM)
+# One LiteSVM-backed JSON-RPC server per session (adapters.solana.devnet_rpc): a slot every
+# 100 ms, finalized = slot - 8, genesis seed "ferry-solana-devnet". requestAirdrop funds any
+# key. Tests that need exact slot control start a private `SvmNode.start(dir, slot_ms=0)` and
+# move slots with `SvmNode.advance_slots`.
+
+SVM_READY_TIMEOUT_S = 30.0
+_running_svms: dict[str, SvmNode] = {}
+
+
+@pytest.fixture(scope="session")
+def svm_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SvmNode]:
+    """The session's Solana devnet server ("solana:" + genesis hash[:32]), always stopped."""
+    node = SvmNode.start(tmp_path_factory.mktemp("solana-svm"),
+                         ready_timeout_s=SVM_READY_TIMEOUT_S)  # errors carry the log tail
+    try:
+        _running_svms["svm_node"] = node
+        yield node
+    finally:
+        _running_svms.pop("svm_node", None)
+        node.stop()
+
+
+# ============================================================================ end Solana devnet

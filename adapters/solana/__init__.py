@@ -1,0 +1,1 @@
+"""Solana adapter: SPL Token multisig escrow, deposits with memos, durable-nonce releases."""
