@@ -27,7 +27,7 @@ the earlier one consumed by a transaction that is not this burn's release.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -68,8 +68,8 @@ class EscrowCustody(Protocol):
 
     def sequence_consumed(self, sequence: int | str) -> bool: ...
 
-    def plan_release(self, dest_address: str, token: str, amount: int,
-                     burn_id: str) -> ReleasePlan: ...
+    def plan_release(self, dest_address: str, token: str, amount: int, burn_id: str, *,
+                     avoid: Sequence[str] = ()) -> ReleasePlan: ...
 
     def plan_refund(self, deposit_ref: str) -> ReleasePlan: ...
 
@@ -100,7 +100,10 @@ class EscrowReleases:
         self.chains = chains
         self.metrics = metrics or RelayerMetrics()
         self._unrefundable: set[int] = set()  # held deposits this process found not refundable
-        self._avoid: dict[str, frozenset[str]] = {}  # chain -> members that let a plan stall
+        # chain -> members that let a plan stall and have not signed since, least recently
+        # missed first (a re-plan names the others first, then rotates through these)
+        self._missed: dict[str, dict[str, int]] = {}
+        self._misses = 0
         self.risk: Any = None  # relayer.risk_gate.RiskGate (set by the engine)
 
     def run(self, chain: str, head_number: int) -> int:
@@ -125,11 +128,10 @@ class EscrowReleases:
             self._plan_refund(chain)
             return
         r = waiting[0]
-        avoid = self._avoid.pop(chain, frozenset())
+        missed = self._missed.get(chain, {})
+        avoid = sorted(missed, key=missed.__getitem__)
         try:
-            plan = (a.plan_release(r.recipient, r.token, int(r.amount), r.event_key, avoid=avoid)
-                    if avoid else a.plan_release(r.recipient, r.token, int(r.amount),
-                                                 r.event_key))
+            plan = a.plan_release(r.recipient, r.token, int(r.amount), r.event_key, avoid=avoid)
         except ValidationError as exc:
             self.store.advance([Change(r.id, S.HELD, f"cannot release: {exc}")])
             return
@@ -152,8 +154,14 @@ class EscrowReleases:
             if now - row.updated_at < timeout_s:
                 continue
             plan = plan_of(row)
-            missing = frozenset(plan_signers(plan)) - set(self._signatures(plan))
-            self._avoid[chain] = missing
+            signed = set(self._signatures(plan))
+            missed = self._missed.setdefault(chain, {})
+            for member in signed:
+                missed.pop(member, None)
+            missing = sorted(set(plan_signers(plan)) - signed)
+            for member in missing:
+                self._misses += 1
+                missed[member] = self._misses
             self.store.advance([], also=partial(_call, _set_status, row.id, ABANDONED, now))
             log.warning("escrow release plan stalled chain=%s plan=%s: %d named signers did "
                         "not sign in %.0f s; re-planning without them", chain, plan.txid,
@@ -193,6 +201,8 @@ class EscrowReleases:
             sigs = self._signatures(plan)
             if len(sigs) < a.threshold:
                 continue
+            for member in sigs:  # they sign again: no longer avoided
+                self._missed.get(chain, {}).pop(member, None)
             prepared = a.assemble_release(plan, sigs)
             transfer: Any = self.store.get_by_id(row.transfer_id)
             now = self.store.clock.now()

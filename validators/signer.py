@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from adapters.base import LockEvent, asset_key
 from adapters.errors import InvalidSignature, ValidationError
 from ledger.errors import WrongNetwork
+from ledger.fields import CASE_SENSITIVE_NAMESPACES
 from ledger.transactions import BurnTx, SignedTx, TxKind, verify_transaction
 from validators.attestation import lock_attestation_body, lock_attestation_message, parse_hex
 from validators.eip712 import release_digest
@@ -207,6 +208,12 @@ class LockSigner:
         }
 
 
+def _address_key(chain: str, address: str) -> str:
+    """A payout address as compared: exact on case-sensitive chains (Solana's base58: another
+    case is another address), lowercase elsewhere."""
+    return address if chain.split(":", 1)[0] in CASE_SENSITIVE_NAMESPACES else address.lower()
+
+
 def check_burn_record(burn: BurnLike, network: str) -> None:
     """Raise `SigningRefused` unless the ledger's record of `burn` is what its account signed.
 
@@ -229,9 +236,9 @@ def check_burn_record(burn: BurnLike, network: str) -> None:
     if not isinstance(parsed, BurnTx):
         raise _refuse(RefusalReason.NOT_A_BURN, f"ledger seq {burn.seq} is not a burn")
     signed = (parsed.burn_id, parsed.account, parsed.asset, parsed.amount, parsed.dest_chain,
-              parsed.dest_address.lower())
+              _address_key(parsed.dest_chain, parsed.dest_address))
     recorded = (burn.burn_id, burn.account, burn.asset, burn.amount, burn.dest_chain,
-                str(burn.dest_address).lower())
+                _address_key(burn.dest_chain, str(burn.dest_address)))
     if signed != recorded:
         raise _refuse(RefusalReason.TX_MISMATCH,
                       f"burn seq {burn.seq}: ledger record disagrees with the user-signed tx")

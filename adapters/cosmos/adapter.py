@@ -169,10 +169,11 @@ class CosmosAdapter:
         """The hash a signed transaction is known by: sha256 of its bytes, lowercase hex."""
         return hashlib.sha256(raw).hexdigest()
 
-    def plan_release(self, dest_address: str, token: str, amount: int,
-                     burn_id: str) -> ReleasePlan:
+    def plan_release(self, dest_address: str, token: str, amount: int, burn_id: str, *,
+                     avoid: frozenset[str] = frozenset()) -> ReleasePlan:
         """The unsigned release of `amount` `token` to `dest_address` for `burn_id`, at the
         escrow's current account sequence. The plan's id (``txid``) is sha256 of its sign bytes.
+        `avoid` is ignored: an amino multisig takes any m members' signatures.
 
         Raises:
             InvalidAddress: `dest_address` is not an address of this chain.

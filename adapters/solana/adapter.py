@@ -17,7 +17,7 @@ A release's "sequence" is the durable nonce value (base58) its message uses as b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from solders.hash import Hash
@@ -353,7 +353,7 @@ class SolanaAdapter:
 
     # ------------------------------------------------------------------ escrow releases
     def plan_release(self, dest_address: str, token: str, amount: int, burn_id: str, *,
-                     avoid: Collection[str] = frozenset()) -> ReleasePlan:
+                     avoid: Sequence[str] = ()) -> ReleasePlan:
         """The unsigned release of `amount` of mint `token` to wallet `dest_address` for
         `burn_id` (``0x`` + 64 hex), at the finalized durable nonce value, signed by m members
         chosen skipping `avoid` (member keys hex) when possible. Plan id (``txid``) = sha256

@@ -100,15 +100,16 @@ def _keys(members: Collection[bytes], what: str, threshold: int | None = None) -
 
 
 def choose_signers(members: Sequence[bytes], threshold: int,
-                   avoid: Collection[bytes] = ()) -> list[bytes]:
+                   avoid: Sequence[bytes] = ()) -> list[bytes]:
     """The plan's m signers: members sorted bytewise, skipping `avoid` (members that did not
-    sign an earlier plan in time); if fewer than `threshold` remain, the avoided members fill
-    the rest in order (so a stalled plan's live signers meet members it did not name yet).
+    sign an earlier plan in time); if fewer than `threshold` remain, avoided members fill the
+    rest in `avoid`'s order (callers list the least recently missed first, so successive
+    plans rotate through them instead of naming the same absent member again).
 
     Args:
         members: the multisig's 32-byte Ed25519 keys (any order, distinct).
         threshold: m, 1 <= m <= len(members).
-        avoid: 32-byte keys to skip when possible.
+        avoid: 32-byte keys to skip when possible, in the order they may fill in.
 
     Returns:
         `threshold` keys, sorted bytewise.
@@ -119,7 +120,8 @@ def choose_signers(members: Sequence[bytes], threshold: int,
     keys = sorted(_keys(members, "members", threshold))
     skip = {bytes(k) for k in avoid}
     kept = [k for k in keys if k not in skip]
-    return sorted((kept + [k for k in keys if k in skip])[:threshold])
+    fill = list(dict.fromkeys(bytes(k) for k in avoid if bytes(k) in keys))
+    return sorted((kept + fill)[:threshold])
 
 
 def _pubkey(name: str, value: object) -> Pubkey:

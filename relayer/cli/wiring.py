@@ -125,7 +125,8 @@ def build_relayer(
     adapters.update(escrows)
     chain_cfgs: dict[str, Any] = {c.caip2: c for c in cfg.chains}
     chain_cfgs.update({b.caip2: b for b in cfg.bitcoin})
-    chain_cfgs.update({c.caip2: c for c in [*cfg.cosmos, *cfg.solana]})
+    chain_cfgs.update({c.caip2: c for c in cfg.cosmos})
+    chain_cfgs.update({c.caip2: c for c in cfg.solana})
     plans = {
         caip2: ChainPlan(
             adapter=a, start_block=chain_cfgs[caip2].start_block,

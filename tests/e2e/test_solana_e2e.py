@@ -140,6 +140,8 @@ def test_burn_is_released_once_despite_a_relayer_crash_after_submit(net: Devnet)
     wallet = net.solana.user()
     _mint_ftest(net, wallet, user, 100 * FTEST)
     payee = str(Keypair().pubkey())
+    escrow_before = wallet.token_balance(info["test_mint"], info["multisig"])
+    supply_before = _supply(net)
     burn_id = _burn(net, user, info["test_mint"], 30 * FTEST, payee)
     _wait(lambda: (_transfer(net, burn_id) or {}).get("status") in (
         "transfer.submitted", "transfer.executed"), "the release broadcast")
@@ -151,11 +153,18 @@ def test_burn_is_released_once_despite_a_relayer_crash_after_submit(net: Devnet)
     time.sleep(3)  # a second payment would land within a few slots
     assert wallet.token_balance(info["test_mint"], payee) == 30 * FTEST
     assert t["dest_tx"]
-    ledger = LedgerClient(net.info.ledger_url)
-    [line] = [a for a in ledger.assets()
-              if a.asset == asset_key(info["chain"], info["test_mint"])]
-    assert line.supply == wallet.token_balance(info["test_mint"], info["multisig"])
+    # The escrow paid exactly the burn, once; the ledger's supply fell by exactly as much.
+    assert wallet.token_balance(info["test_mint"], info["multisig"]) == escrow_before - 30 * FTEST
+    assert _supply(net) == supply_before - 30 * FTEST
     wallet.close()
+
+
+def _supply(net: Devnet) -> int:
+    assert net.info is not None
+    info = net.info.solana
+    [line] = [a for a in LedgerClient(net.info.ledger_url).assets()
+              if a.asset == asset_key(info["chain"], info["test_mint"])]
+    return int(line.supply)
 
 
 def test_release_waits_for_m_signers_and_goes_once_a_third_returns(net: Devnet) -> None:

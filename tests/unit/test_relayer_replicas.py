@@ -16,7 +16,7 @@ from adapters.base import BlockRef
 from ledger.testing import Harness, open_harness
 from ledger.types import MintRequest
 from relayer.db import migrate
-from relayer.engine import ChainPlan, Engine
+from relayer.engine import Engine
 from relayer.leases import Leases
 from relayer.machine import TransferStatus
 from relayer.store import Change, Store
@@ -184,7 +184,7 @@ def test_two_engines_mint_every_lock_exactly_once(db_url, tmp_path):
                 engine.mint()
                 if store.counts_by_status() == {S.EXECUTED.value: 400}:
                     return
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(e,)) for e in engines]
@@ -275,7 +275,7 @@ def test_replicas_starting_together_migrate_one_at_a_time(postgres):
         barrier.wait()
         try:
             Store.open(url)
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
