@@ -58,6 +58,12 @@ class Clock:
         return self.t
 
 
+SOL_GENESIS = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d"
+SOL_MULTISIG = "CqNfpD3Jbfj4nSLNha74B6mvqL6XmCgKensZ85wpB17Q"
+SOL_FEE_PAYER = "H4LWJcmer93yo1PkunhX1rdobgz3PKb1oZ53NZ2mxYtF"
+SOL_NONCE = "c6qFu9RjWoGXGfPfnm6Y3URbntaCqCqs63JWJ7Ji5yE"
+SOL_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+
 class World:
     def __init__(self, tmp_path) -> None:
         self.clock = Clock()
@@ -73,6 +79,11 @@ class World:
             cosmos=[{"name": "cosmos", "chain_id": "ferry-sim", "rpc_url": "http://127.0.0.1:9",
                      "rest_url": "http://127.0.0.1:9", "validator_pubkeys": secp,
                      "threshold": 2, "denoms": [{"denom": "stake", "min_deposit": 100}]}],
+            solana=[{"name": "solana", "genesis_hash": SOL_GENESIS, "rpc_url": "http://127.0.0.1:9",
+                     "multisig": SOL_MULTISIG, "validator_pubkeys": [
+                         bytes(k.verify_key).hex() for k in self.members],
+                     "threshold": 2, "fee_payer": SOL_FEE_PAYER, "nonce_account": SOL_NONCE,
+                     "mints": [{"mint": SOL_MINT, "decimals": 6, "min_deposit": 1000}]}],
             assets=[{"symbol": "wETH", "origin_chain": EVM, "origin_token": NATIVE_TOKEN,
                      "decimals": 18},
                     {"symbol": "wTEST", "origin_chain": EVM, "origin_token": TOKEN,
@@ -81,11 +92,12 @@ class World:
                 {"name": f"v{i}", "ed25519": "0x" + bytes(k.verify_key).hex(),
                  "evm_address": address_of(os.urandom(32))} for i, k in enumerate(self.members)]},
             api={"idempotency_ttl_s": 60})
-        self.btc, self.cosmos = self.cfg.bitcoin[0], self.cfg.cosmos[0]
+        self.btc, self.cosmos, self.sol = self.cfg.bitcoin[0], self.cfg.cosmos[0], self.cfg.solana[0]
         self.cfg = self.cfg.model_copy(update={"assets": [*self.cfg.assets, *[
             type(self.cfg.assets[0])(symbol=s, origin_chain=c, origin_token=t, decimals=d)
             for s, c, t, d in (("wBTC", self.btc.caip2, "btc", 8),
-                               ("wSTAKE", self.cosmos.caip2, "stake", 6))]]})
+                               ("wSTAKE", self.cosmos.caip2, "stake", 6),
+                               ("wFTEST", self.sol.caip2, SOL_MINT, 6))]]})
         self.ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.sqlite", NETWORK, LedgerGenesis(
             self.cfg.genesis_set(), self.cfg.bridges(), list(self.cfg.assets)), clock=self.clock)
         self.ledger_client = LedgerClient("http://ledger", http=TestClient(
@@ -185,6 +197,32 @@ def test_cosmos_lock_sends_to_the_escrow_with_the_account_as_memo(w):
                    "denom": "stake", "amount": "500"}
 
 
+def test_solana_lock_is_a_transfer_checked_into_the_escrow_with_the_account_as_memo(w):
+    account = user()
+    ins = w.lock_request(account, 5000, asset_key(w.sol.caip2, SOL_MINT))["instructions"]
+    assert ins == {"kind": "solana_transfer_checked", "chain": w.sol.caip2, "mint": SOL_MINT,
+                   "decimals": 6, "escrow": w.sol.escrow_of(SOL_MINT),
+                   "escrow_authority": SOL_MULTISIG, "memo": "0x" + account.hex(),
+                   "amount": "5000"}
+    r = w.post({"source_chain": w.sol.caip2, "dest_chain": "ferry:ledger",
+                "asset": asset_key(w.sol.caip2, SOL_MINT), "amount": "999",
+                "recipient": "0x" + account.hex()})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "amount_too_small")
+
+
+def test_a_solana_payout_address_keeps_its_case_in_the_burn(w):
+    key = SigningKey.generate()
+    payee = SOL_FEE_PAYER  # any base58 address; base58 is case-sensitive
+    r = w.post({"source_chain": "ferry:ledger", "dest_chain": w.sol.caip2,
+                "asset": asset_key(w.sol.caip2, SOL_MINT), "amount": "7",
+                "recipient": payee, "sender": "0x" + bytes(key.verify_key).hex()})
+    assert r.status_code == 201, r.text
+    ins = r.json()["instructions"]
+    assert ins["tx"]["dest_address"] == payee and ins["tx"]["dest_chain"] == w.sol.caip2
+    signed = SignedTx(ins["tx"], key.sign(bytes.fromhex(ins["sign_bytes"][2:])).signature)
+    assert verify_transaction(signed, NETWORK).dest_address == payee
+
+
 def test_burn_returns_the_unsigned_ledger_burn_with_the_next_nonce_and_its_id(w):
     key = SigningKey.generate()
     payee = "0x" + "Ab" * 20
@@ -239,10 +277,13 @@ def test_a_deposit_below_the_chains_minimum_is_refused(w):
     ("evm", "0x" + "ab" * 20, "0x12", "invalid_address"),
     ("btc", BTC_MAINNET, "ok", "invalid_address"),
     ("cosmos", "osmo1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq", "ok", "invalid_address"),
+    ("solana", "0x" + "ab" * 20, "ok", "invalid_address"),
+    ("solana", "So1111111111111111111111111111111111111111I", "ok", "invalid_address"),
 ])
 def test_burn_requests_check_the_payout_address_and_the_account(w, dest, recipient, sender, code):
     chain, asset = {"evm": (EVM, ETH), "btc": (w.btc.caip2, asset_key(w.btc.caip2, "btc")),
-                    "cosmos": (w.cosmos.caip2, asset_key(w.cosmos.caip2, "stake"))}[dest]
+                    "cosmos": (w.cosmos.caip2, asset_key(w.cosmos.caip2, "stake")),
+                    "solana": (w.sol.caip2, asset_key(w.sol.caip2, SOL_MINT))}[dest]
     body = {"source_chain": "ferry:ledger", "dest_chain": chain, "asset": asset, "amount": "1",
             "recipient": recipient}
     if sender is not None:
@@ -404,7 +445,7 @@ def test_bad_list_queries_are_400_with_a_code(w, params, code):
 def test_chains_show_head_finalized_scanned_and_lag(w):
     chains = {c["chain"]: c for c in w.http.get("/v1/chains").json()["chains"]}
     assert {c: v["family"] for c, v in chains.items()} == {
-        EVM: "evm", w.btc.caip2: "bitcoin", w.cosmos.caip2: "cosmos"}
+        EVM: "evm", w.btc.caip2: "bitcoin", w.cosmos.caip2: "cosmos", w.sol.caip2: "solana"}
     assert chains[EVM]["head"] is None
     record_head(w.store, EVM, BlockRef(20, "0x"), BlockRef(18, "0x"), BlockRef(15, "0x"))
     evm = w.http.get("/v1/chains").json()["chains"][0]
