@@ -117,7 +117,7 @@ def main() -> int:
     sign_rate, verify_rate = ed25519_rates()
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     net = Devnet(root, block_time_s=args.block_time_s, confirmation_depth=2,
-                 poll_interval_s=args.poll_s,
+                 poll_interval_s=args.poll_s, solana=False,
                  kdf=KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
     try:
         net.start_chains()

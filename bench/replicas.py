@@ -109,7 +109,7 @@ def timed_run(replicas: int, pg: PostgresServer, root: Path, args: argparse.Name
     net = Devnet(root / f"devnet-{replicas}", block_time_s=args.block_time_s,
                  confirmation_depth=2, poll_interval_s=args.poll_s,
                  database_url=pg.create_database(f"relayer_{replicas}"),
-                 relayer_replicas=replicas,
+                 relayer_replicas=replicas, solana=False,
                  kdf=KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1))
     try:
         net.start_chains()

@@ -60,9 +60,14 @@ class EscrowCustody(Protocol):
 
     chain: str
     confirmation_depth: int
+    # Seconds a plan's named signers get before it is planned again without the absent ones;
+    # None where a plan does not name its signers (any m members may sign: Cosmos).
+    signing_timeout_s: float | None
 
     @property
     def threshold(self) -> int: ...
+
+    def plan_signers(self, plan: ReleasePlan) -> tuple[str, ...]: ...
 
     def current_sequence(self) -> int | str | None: ...
 
@@ -145,9 +150,8 @@ class EscrowReleases:
         """Give up a plan whose named signers did not all sign within ``signing_timeout_s``
         (chains whose messages name their signers: Solana); the next plan avoids them."""
         a = self.chains[chain]
-        timeout_s = getattr(getattr(a, "config", None), "signing_timeout_s", None)
-        plan_signers = getattr(a, "plan_signers", None)
-        if timeout_s is None or plan_signers is None:
+        timeout_s = a.signing_timeout_s
+        if timeout_s is None:
             return
         now = self.store.clock.now()
         for row in self.coins.plans(chain, (SIGNING,)):
@@ -158,7 +162,7 @@ class EscrowReleases:
             missed = self._missed.setdefault(chain, {})
             for member in signed:
                 missed.pop(member, None)
-            missing = sorted(set(plan_signers(plan)) - signed)
+            missing = sorted(set(a.plan_signers(plan)) - signed)
             for member in missing:
                 self._misses += 1
                 missed[member] = self._misses

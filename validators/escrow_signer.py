@@ -98,7 +98,7 @@ class EscrowReleaseSigner:
         chain = self._chains.get(plan.chain)
         if chain is None:
             raise SigningRefused(RefusalReason.FOREIGN_CHAIN, f"chain {plan.chain} is not watched")
-        ed25519 = getattr(chain, "key_type", "secp256k1") == "ed25519"
+        ed25519 = chain.key_type == "ed25519"
         me = (self._keys.ed25519_public if ed25519 else self._keys.secp256k1_public).hex()
         if me not in chain.members():
             raise SigningRefused(RefusalReason.FOREIGN_CONTRACT,

@@ -141,6 +141,11 @@ class CosmosAdapter:
 
     # ------------------------------------------------------------------ escrow releases
     key_type = "secp256k1"  # escrow members are the validators' secp256k1 keys
+    signing_timeout_s = None  # any m members' signatures complete a plan: no re-planning
+
+    def plan_signers(self, plan: ReleasePlan) -> tuple[str, ...]:
+        """Empty: an amino multisig plan does not name its signers."""
+        return ()
 
     @property
     def threshold(self) -> int:

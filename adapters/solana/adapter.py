@@ -93,6 +93,7 @@ class SolanaAdapter:
         self.config = config
         self.chain = config.caip2
         self.confirmation_depth = config.confirmation_depth
+        self.signing_timeout_s: float | None = config.signing_timeout_s  # plans name signers
         self.rpc = rpc or SolanaRpc(config.rpc_url, chain=self.chain,
                                     timeout_s=config.request_timeout_s,
                                     read_attempts=read_attempts, read_deadline_s=read_deadline_s)

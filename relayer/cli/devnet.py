@@ -100,13 +100,15 @@ class Devnet:
         socket_signers: the first this many validators sign through ``ferry signer serve``
             processes (``signer-<i>``, started before them, on sockets in a private temp
             directory) instead of decrypting their key files themselves.
+        solana: run the Solana cluster too (`relayer.cli.devnet_solana`); tests of other
+            chains leave it out (fewer processes polling on a small machine).
     """
 
     def __init__(self, root: Path, *, validators: int = 5, threshold: int = 3,
                  confirmation_depth: int = 2, block_time_s: float | None = 1.0,
                  kdf: KdfParams = PRODUCTION_KDF, poll_interval_s: float = 0.25,
                  database_url: str | None = None, relayer_replicas: int = 1,
-                 socket_signers: int = 0) -> None:
+                 socket_signers: int = 0, solana: bool = True) -> None:
         self.root = Path(root).resolve()
         if relayer_replicas < 1:
             raise ValueError("relayer_replicas must be at least 1")
@@ -128,6 +130,7 @@ class Devnet:
         self.simd: SimdNode | None = None
         self.cosmos_user_secret = secrets.token_bytes(32)  # the demo user's funded Cosmos wallet
         self.cosmos_operator_secret = secrets.token_bytes(32)  # pays the escrow's fee reserve
+        self.with_solana = solana
         self.solana: SolanaDevnet | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.keys: list[ValidatorKeys] = []
@@ -155,7 +158,8 @@ class Devnet:
             CosmosWallet.address_of(self.cosmos_user_secret): 10**12,
             CosmosWallet.address_of(self.cosmos_operator_secret): 10**12})
         self.simd.start()
-        self.solana = SolanaDevnet.start(self.root)
+        if self.with_solana:
+            self.solana = SolanaDevnet.start(self.root)
         for node in self.nodes.values():
             node.wait_ready(timeout_s=30)
         self.btcd.wait_ready(timeout_s=30)
@@ -189,17 +193,16 @@ class Devnet:
         relayer_ports = {"relayer": (ports["relayer"], ports["metrics"])} | {
             name: (evm.free_port(), evm.free_port()) for name in self.relayer_names[1:]}
         htlcs = self._deploy_swaps(keydir)
-        assert self.solana is not None
-        self.solana.deploy(self.keys, self.threshold, keydir / "relayer-solana.json",
-                           self.passphrase, self.kdf)
+        if self.solana is not None:
+            self.solana.deploy(self.keys, self.threshold, keydir / "relayer-solana.json",
+                               self.passphrase, self.kdf)
         _write_secret(self.root / "operator-token", self.operator_token)
         self.risk_routes = self._risk_routes(test_token)
         self.webhooks = WebhookSink(ports["webhook"]).start()
         config = self.root / "ferry.toml"
         config.write_text(self._config_text(rpc, bridges, test_token, ports)
                           + self._bitcoin_text() + self._cosmos_text()
-                          + self.solana.config_text(self.keys, self.threshold,
-                                                    self.poll_interval_s)
+                          + self._solana_text()
                           + self._swaps_text(htlcs)
                           + self._risk_text() + self._api_text(ports["api"]))
         config.chmod(0o600)  # it holds the webhook secret and the btcd RPC password
@@ -209,7 +212,7 @@ class Devnet:
             test_token=test_token, ledger_url=f"http://127.0.0.1:{ports['ledger']}",
             relayer_url=f"http://127.0.0.1:{ports['relayer']}",
             metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-            htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}", solana=self.solana.info,
+            htlcs=htlcs, api_url=f"http://127.0.0.1:{ports['api']}", solana=self.solana.info if self.solana else {},
             webhook_url=self.webhooks.url,
             relayers={name: {"url": f"http://127.0.0.1:{port}",
                              "metrics_url": f"http://127.0.0.1:{metrics}/metrics"}
@@ -259,8 +262,9 @@ class Devnet:
             f"port = {ports['relayer']}\nmetrics_port = {ports['metrics']}\n"
             f"poll_interval_s = {self.poll_interval_s}\n"
             f'submitter_keystore = "{self.root}/keys/relayer.json"\n'
-            f'solana_keystore = "{self.root}/keys/relayer-solana.json"\n'
-            f"{chains}{assets}\n[validator_set]\nepoch = 1\nthreshold = {self.threshold}\n"
+            + (f'solana_keystore = "{self.root}/keys/relayer-solana.json"\n'
+               if self.solana is not None else "")
+            + f"{chains}{assets}\n[validator_set]\nepoch = 1\nthreshold = {self.threshold}\n"
             f"{members}")
 
     def _bitcoin_text(self) -> str:
@@ -291,6 +295,12 @@ class Devnet:
             f'\n[[cosmos.denoms]]\ndenom = "stake"\nmin_deposit = 1000\n'
             f'\n[[assets]]\nsymbol = "wSTAKE"\norigin_chain = "{self.simd.caip2}"\n'
             f'origin_token = "stake"\ndecimals = 6\n')
+
+    def _solana_text(self) -> str:
+        """The ``[[solana]]`` table and its assets ("" without the Solana cluster)."""
+        if self.solana is None:
+            return ""
+        return self.solana.config_text(self.keys, self.threshold, self.poll_interval_s)
 
     def _deploy_swaps(self, keydir: Path) -> dict[str, str]:
         """Deploy the HTLC contract on both anvil chains and create the relayer's swap key file;

@@ -323,7 +323,8 @@ def burn(cfg: FerryConfig, keys: Any, asset: str, amount: str, to: str) -> dict[
                        match[0].origin_chain, to)
     receipt = client.submit_transaction(signed)
     return {"burn_id": "0x" + signed.tx_id.hex(), "seq": receipt.seq,
-            "asset": match[0].asset, "amount": str(int(value)), "to": to}
+            "asset": match[0].asset, "amount": str(int(value)),
+            "to": signed.body["dest_address"]}
 
 
 def deposit_address(cfg: FerryConfig, account: str, chain: str | None,

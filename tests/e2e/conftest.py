@@ -18,12 +18,14 @@ _running: list[Devnet] = []
 
 @pytest.fixture
 def devnet_factory(tmp_path) -> Iterator[Callable[..., Devnet]]:
-    """`make(**options)`: a started `Devnet` (fast KDF, 0.2 s polls unless `options` say
-    otherwise) in this test's temp dir; stopped at teardown, its logs attached on failure."""
+    """`make(**options)`: a started `Devnet` (fast KDF, 0.2 s polls, no Solana cluster unless
+    `options` say otherwise: tests/e2e/test_solana_e2e.py has its own) in this test's temp dir;
+    stopped at teardown, its logs attached on failure."""
     started: list[Devnet] = []
 
     def make(**options: Any) -> Devnet:
-        options = {"block_time_s": 0.2, "kdf": FAST_KDF, "poll_interval_s": 0.2, **options}
+        options = {"block_time_s": 0.2, "kdf": FAST_KDF, "poll_interval_s": 0.2,
+                   "solana": False, **options}
         net = Devnet(tmp_path / f"devnet-{len(started)}", **options)
         started.append(net)
         _running.append(net)

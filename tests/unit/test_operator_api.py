@@ -111,7 +111,7 @@ def make_cfg(ledger_token: str | None = LEDGER_TOKEN) -> Any:
         assets=[AssetConfig(symbol="wETH", origin_chain=CHAIN, origin_token=ETH, decimals=18)],
         risk=RiskSection(routes=[RouteLimit(source_chain=CHAIN, dest_chain=LEDGER, asset=ASSET,
                                             daily_limit=5 * 10**18)]),
-        chains=[SimpleNamespace(caip2=CHAIN, start_block=START)], bitcoin=[], cosmos=[],
+        chains=[SimpleNamespace(caip2=CHAIN, start_block=START)], bitcoin=[], cosmos=[], solana=[],
         api=ApiSection(ledger_operator_token=ledger_token))
 
 
