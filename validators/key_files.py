@@ -151,8 +151,15 @@ def reencrypt(source: Path, source_passphrase: str, out: Path, out_passphrase: s
 
 
 def retired_path(path: Path, now: datetime) -> Path:
-    """``<path>.<UTC time, YYYYmmddTHHMMSSZ>.retired``."""
-    return path.with_name(f"{path.name}.{now.astimezone(UTC):%Y%m%dT%H%M%SZ}.retired")
+    """``<path>.<UTC time, YYYYmmddTHHMMSSZ>.retired``; if that file exists already (a second
+    rotation within the same second), ``<path>.<time>.<n>.retired`` with the first free n >= 2."""
+    stamp = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    candidate = path.with_name(f"{path.name}.{stamp}.retired")
+    n = 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.{stamp}.{n}.retired")
+        n += 1
+    return candidate
 
 
 def rotate(path: Path, passphrase: str, *, now: datetime, new_passphrase: str | None = None,

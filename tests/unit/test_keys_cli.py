@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from adapters.errors import KeystoreError
 from relayer.cli import app
-from validators.key_files import public_identity
+from validators.key_files import public_identity, rotate
 from validators.keystore import ValidatorKeys, hot_wallet_secrets, load_keystore
 
 PASS, EXPORT_PASS = "operational passphrase", "export passphrase"
@@ -136,6 +137,23 @@ def test_import_refuses_a_missing_or_bad_source_without_echoing_it(tmp_path, mon
     assert done.exit_code == 1 and message in str(done.exception)
     assert "ab" * 31 not in str(done.exception) and SEED.hex() not in str(done.exception)
     assert not (tmp_path / "v.json").exists()
+
+
+def test_two_rotations_in_the_same_second_keep_both_retired_files(tmp_path):
+    from validators.keystore import KdfParams
+
+    fast = KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1)
+    key_file = tmp_path / "v1.json"
+    ferry("keys", "create", "--out", str(key_file), FERRY_PASSPHRASE=PASS)
+    first_bytes = key_file.read_bytes()
+    now = datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
+    first, _, retired_1 = rotate(key_file, PASS, now=now, kdf=fast)
+    second_bytes = key_file.read_bytes()
+    middle, _, retired_2 = rotate(key_file, PASS, now=now, kdf=fast)
+    assert retired_1.name == "v1.json.20261122T060000Z.retired"
+    assert retired_2.name == "v1.json.20261122T060000Z.2.retired"
+    assert (retired_1.read_bytes(), retired_2.read_bytes()) == (first_bytes, second_bytes)
+    assert load_keystore(retired_2, PASS) == middle != first
 
 
 def test_rotate_writes_new_keys_and_keeps_the_old_file_retired(tmp_path):
