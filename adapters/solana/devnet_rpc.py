@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
-        pass
+        log.info("interrupted; stopping")
     finally:
         stop.set()
         server.server_close()
