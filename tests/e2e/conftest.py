@@ -4,6 +4,7 @@ logs of every process are attached to a failing test's report."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,19 @@ import pytest
 
 from relayer.cli.devnet import Devnet
 from validators.keystore import KdfParams
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `check` every 0.2 s until it returns something truthy (returned), or fail the test
+    after `timeout_s` naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
 
 FAST_KDF = KdfParams(time_cost=1, memory_cost_kib=8 * 1024, parallelism=1)  # tests only
 _running: list[Devnet] = []

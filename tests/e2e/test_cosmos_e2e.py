@@ -19,6 +19,7 @@ from adapters.cosmos.adapter import CosmosAdapter
 from adapters.cosmos.devnet import CosmosWallet
 from relayer.cli.devnet import Devnet
 from relayer.config import load_config
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 STAKE = 10**6
@@ -30,13 +31,7 @@ def _ferry(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def _wait(check: Any, what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(check, timeout_s, what)
 
 
 def test_relayer_sigkilled_right_after_broadcast_releases_the_cosmos_burn_once(devnet: Devnet,

@@ -30,6 +30,7 @@ from contracts import load_artifact
 from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.devnet import Devnet
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 ETH = "eip155:31337"
@@ -44,13 +45,6 @@ EXECUTED = "transfer.executed"
 OURS = f"source_chain IN ('{ETH}', 'ferry:ledger')"
 
 
-def wait_until(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.devnet import Devnet
 from relayer.cli.devnet_solana import SIGNING_TIMEOUT_S
-from tests.e2e.conftest import FAST_KDF, _running
+from tests.e2e.conftest import FAST_KDF, _running, wait_until
 
 pytestmark = pytest.mark.e2e
 FTEST = 10**6
@@ -42,13 +42,7 @@ def net(tmp_path_factory) -> Iterator[Devnet]:
 
 
 def _wait(check: Any, what: str, timeout_s: float = 90) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(check, timeout_s, what)
 
 
 def _transfer_of_tx(net: Devnet, sig: str) -> dict[str, Any] | None:

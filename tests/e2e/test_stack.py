@@ -22,20 +22,13 @@ from ledger.client import LedgerClient
 from ledger.transactions import sign_burn
 from relayer.cli.demo import run_demo
 from relayer.cli.devnet import Devnet
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 UNIT = 10**18
 ETH = "eip155:31337"
 
 
-def wait_until(check, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_demo_bridges_eth_erc20_and_bnb_in_and_back_out(tmp_path):
